@@ -1,0 +1,5 @@
+import sys
+
+from pseudovad.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Footage in, arrays out: sources, the frame store, labels, clip datasets, synthetic footage."""

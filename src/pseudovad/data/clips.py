@@ -1,0 +1,83 @@
+"""Clip datasets over the frame store.
+
+A clip is `clip_len` frames taken every `frame_step` frames; its scored frame is frame
+`scored_index` of the clip (LTGPA: the 9th of 16; MAE-NCT: the predicted next frame). Arrays
+are memory-mapped, opened lazily in each DataLoader worker, and scaled on the fly:
+video models see [-1, 1], image models [0, 1].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pseudovad.data.store import FrameStore, VideoEntry
+from pseudovad.errors import DataError
+
+
+def clip_starts(n_frames: int, clip_len: int, stride: int = 1, frame_step: int = 1) -> np.ndarray:
+    span = (clip_len - 1) * frame_step + 1
+    if n_frames < span:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n_frames - span + 1, stride, dtype=np.int64)
+
+
+def to_tensor(frames: np.ndarray, value_range: str = "tanh") -> torch.Tensor:
+    """uint8 (L, H, W[, C]) → float (C, L, H, W) in [-1, 1] ("tanh") or [0, 1] ("unit")."""
+    x = torch.from_numpy(np.array(frames, dtype=np.float32))  # copy out of the memmap
+    if x.ndim == 3:
+        x = x.unsqueeze(-1)
+    x = x.permute(3, 0, 1, 2)
+    return x / 127.5 - 1.0 if value_range == "tanh" else x / 255.0
+
+
+def from_unit_range(x: torch.Tensor, value_range: str = "tanh") -> torch.Tensor:
+    """Model range → [0, 1], for plots and PSNR on a common scale."""
+    return (x + 1.0) / 2.0 if value_range == "tanh" else x
+
+
+class ClipDataset(Dataset):
+    """All clips of a set of videos. Item: (clip (C, L, H, W) float, video index, start frame)."""
+
+    def __init__(self, store: FrameStore, entries: list[VideoEntry], clip_len: int, stride: int = 1,
+                 frame_step: int = 1, value_range: str = "tanh"):
+        self.store = store
+        self.entries = entries
+        self.clip_len = clip_len
+        self.frame_step = frame_step
+        self.value_range = value_range
+        index = []
+        for vi, e in enumerate(entries):
+            for s in clip_starts(e.frames, clip_len, stride, frame_step):
+                index.append((vi, int(s)))
+        if not index:
+            span = (clip_len - 1) * frame_step + 1
+            raise DataError(f"{store.root}: no video is long enough for a {span}-frame clip")
+        self.index = np.asarray(index, dtype=np.int64)
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _array(self, vi: int) -> np.ndarray:
+        arr = self._arrays.get(vi)
+        if arr is None:
+            arr = self._arrays[vi] = self.store.array(self.entries[vi])
+        return arr
+
+    def __getitem__(self, i: int):
+        vi, s = (int(v) for v in self.index[i])
+        arr = self._array(vi)
+        frames = arr[s:s + (self.clip_len - 1) * self.frame_step + 1:self.frame_step]
+        return to_tensor(frames, self.value_range), vi, s
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_arrays"] = {}  # memmaps are reopened in each worker
+        return state
+
+
+def open_store(path: str | Path) -> FrameStore:
+    return FrameStore(path)

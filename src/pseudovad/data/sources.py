@@ -1,0 +1,157 @@
+"""Finding and decoding footage: video files and frame folders in the benchmark layout.
+
+Layouts accepted under a dataset root, per split (`training`, `testing`):
+  <root>/<split>/frames/<video>/<frame>.{jpg,png,tif,bmp}   (UCSD / Avenue / ShanghaiTech frames)
+  <root>/<split>/videos/<video>.{avi,mp4,...}               (anything OpenCV decodes)
+Frames are yielded one at a time, already resized and converted, so memory stays bounded by one
+frame whatever the length of the footage.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from pseudovad.errors import DataError
+from pseudovad.io import sha256_file
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+VIDEO_EXTS = {".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".flv"}
+SPLITS = ("training", "testing")
+
+
+def natural_key(name: str) -> list:
+    """'frame10' after 'frame9': digits compare as numbers."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True)
+class Source:
+    video_id: str
+    split: str
+    path: Path
+    kind: str  # "video" | "frames"
+
+    def checksum(self) -> str:
+        if self.kind == "video":
+            return sha256_file(self.path)
+        h = hashlib.sha256()
+        for f in frame_files(self.path):
+            h.update(f.name.encode())
+            h.update(sha256_file(f).encode())
+        return h.hexdigest()
+
+
+def frame_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def discover(root: str | Path, split: str) -> list[Source]:
+    """All videos of one split, sorted naturally by id. Missing split folder → []."""
+    root = Path(root)
+    base = root / split
+    found: dict[str, Source] = {}
+    frames_dir = base / "frames"
+    if frames_dir.is_dir():
+        for d in sorted(frames_dir.iterdir(), key=lambda p: natural_key(p.name)):
+            if d.is_dir():
+                found[d.name] = Source(d.name, split, d, "frames")
+    videos_dir = base / "videos"
+    if videos_dir.is_dir():
+        for f in sorted(videos_dir.iterdir(), key=lambda p: natural_key(p.name)):
+            if f.is_file() and f.suffix.lower() in VIDEO_EXTS:
+                if f.stem in found:
+                    raise DataError(f"{f}: video id {f.stem!r} also exists as a frame folder")
+                found[f.stem] = Source(f.stem, split, f, "video")
+    return [found[k] for k in sorted(found, key=natural_key)]
+
+
+def convert(frame: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """BGR/gray uint8 frame → uint8 at (H, W) with the configured channels (gray or RGB)."""
+    if frame.dtype != np.uint8:
+        if frame.dtype == np.uint16:
+            frame = (frame >> 8).astype(np.uint8)
+        else:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if channels == 1:
+        if frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    else:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    h, w = size
+    if frame.shape[:2] != (h, w):
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def read_frames(src: Source, size: tuple[int, int], channels: int) -> Iterator[np.ndarray]:
+    """Decode a source frame by frame. Raises DataError naming the file on any bad frame."""
+    if src.kind == "frames":
+        files = frame_files(src.path)
+        if not files:
+            raise DataError(f"{src.path}: no frames (expected {', '.join(sorted(IMAGE_EXTS))} files)")
+        first_shape = None
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise DataError(f"{f}: unreadable image")
+            if first_shape is None:
+                first_shape = img.shape[:2]
+            elif img.shape[:2] != first_shape:
+                raise DataError(f"{f}: frame size {img.shape[1]}x{img.shape[0]} differs from the video's "
+                                f"{first_shape[1]}x{first_shape[0]}")
+            yield convert(img, size, channels)
+        return
+    yield from read_video(src.path, size, channels)
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DataError(f"{path}: empty or missing video file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"{path}: cannot be decoded (corrupt or unsupported video)")
+    return cap
+
+
+def read_video(path: Path, size: tuple[int, int], channels: int) -> Iterator[np.ndarray]:
+    cap = open_video(path)
+    n = 0
+    first_shape = None
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if first_shape is None:
+                first_shape = frame.shape[:2]
+            elif frame.shape[:2] != first_shape:
+                raise DataError(f"{path}: frame {n} size changes mid-video")
+            n += 1
+            yield convert(frame, size, channels)
+    finally:
+        cap.release()
+    if n == 0:
+        raise DataError(f"{path}: no decodable frames (corrupt or empty video)")
+
+
+def video_info(path: Path) -> dict:
+    """fps, frame size and an approximate frame count from the container, for validation."""
+    cap = open_video(path)
+    try:
+        return {
+            "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+        }
+    finally:
+        cap.release()

@@ -1,0 +1,5 @@
+"""Stage functions: one module per stage, each with `run(cfg, ...)` taking explicit paths.
+
+The CLI (`pseudovad <stage>`), `dvc.yaml` and the Kubeflow components all call these and nothing
+else, so a laptop `dvc repro` and a cluster run execute the same code.
+"""

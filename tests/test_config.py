@@ -1,0 +1,71 @@
+import pytest
+
+from pseudovad import config as config_mod
+from pseudovad.errors import ConfigError
+
+
+def test_defaults_are_the_paper_settings():
+    cfg = config_mod.from_dict({})
+    assert cfg.data.clip_len == 16 and cfg.data.scored_index == 8 and cfg.data.size == [256, 256]
+    assert cfg.model.ltgpa.width == [96, 128, 256, 256] and cfg.model.ltgpa.g_width == [96, 128, 256]
+    assert (cfg.pseudo.p, cfg.pseudo.lam, cfg.train.lr, cfg.train.batch_size) == (0.5, 0.1, 1e-4, 4)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("pseudo.p=1.5", "pseudo.p"),
+    ("pseudo.p=-0.1", "pseudo.p"),
+    ("data.clip_len=1", "data.clip_len"),
+    ("data.scored_index=16", "data.scored_index"),
+    ("model.method=gan", "model.method"),
+    ("data.size=[250,250]", "data.size"),
+    ("train.epochs=abc", "train.epochs"),
+    ("train.amp=maybe", "train.amp"),
+    ("data.colour=1", "data.colour"),
+    ("nonsense=1", "nonsense"),
+    ("data.size=64", "data.size"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        config_mod.load(None, [override])
+    msg = str(e.value)
+    assert msg.startswith(key), msg
+    assert "\n" not in msg
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("data:\n  size: [64, 64]\npseudo:\n  p: 0.5\n")
+    cfg = config_mod.load(p, ["pseudo.p=0.25", "data.size=[32, 32]", "train.amp=true", "data.labels=null"])
+    assert cfg.pseudo.p == 0.25 and cfg.data.size == [32, 32] and cfg.train.amp is True
+    assert cfg.data.labels is None
+
+
+def test_missing_params_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config_mod.load(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="params.yaml: not valid YAML"):
+        config_mod.load(p)
+
+
+def test_mae_geometry_follows_in_frames():
+    cfg = config_mod.from_dict({"model": {"method": "mae_nct", "mae": {"patch_size": 8, "in_frames": 3}},
+                                "pseudo": {"mask_patch": 16}, "data": {"size": [64, 64]}})
+    assert config_mod.clip_geometry(cfg) == (4, 3)
+
+
+def test_mae_mask_patch_must_align_with_vit_patches():
+    with pytest.raises(ConfigError, match="pseudo.mask_patch"):
+        config_mod.from_dict({"model": {"method": "mae_nct", "mae": {"patch_size": 16}},
+                              "pseudo": {"mask_patch": 24}, "data": {"size": [48, 48]}})
+
+
+def test_repository_params_yaml_is_valid():
+    from pathlib import Path
+
+    cfg = config_mod.load(Path(__file__).parents[1] / "params.yaml")
+    assert cfg.data.name == "synthetic"
