@@ -1,0 +1,86 @@
+"""model.pt: the trained detector alone, plus everything needed to rebuild it and its input.
+
+Saved as plain tensors and primitives, so `torch.load(path, weights_only=True)` loads it (no
+pickled classes: safe to load a file from a registry). `meta` carries the config the model was
+built with and the pre-processing `score` must repeat (size, channels, clip length, scored
+frame, value range), plus an optional calibration of scores on normal validation footage.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pseudovad import config as config_mod
+from pseudovad.errors import DataError, PseudovadError
+from pseudovad.io import atomic_path
+
+FORMAT = "pseudovad-model/1"
+
+
+def model_meta(cfg: config_mod.Config, **extra: Any) -> dict[str, Any]:
+    from pseudovad.models import value_range
+
+    clip_len, scored_index = config_mod.clip_geometry(cfg)
+    meta = {
+        "method": cfg.model.method,
+        "config": cfg.to_dict(),
+        "size": list(cfg.data.size),
+        "channels": cfg.data.channels,
+        "clip_len": clip_len,
+        "scored_index": scored_index,
+        "frame_step": cfg.data.frame_step,
+        "value_range": value_range(cfg),
+    }
+    meta.update(extra)
+    return meta
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, tmp)
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt / foreign files
+        raise DataError(f"{path}: not a readable model file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise DataError(f"{path}: not a pseudovad model file (expected format {FORMAT})")
+    return blob
+
+
+def resolve(model_ref: str | Path) -> Path:
+    """A local path, or an MLflow `models:/NAME@ALIAS` / `runs:/` URI downloaded to a local file."""
+    ref = str(model_ref)
+    if ref.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
+        from pseudovad import tracking
+
+        return tracking.fetch_model_file(ref)
+    return Path(ref)
+
+
+def load_model(model_ref: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    from pseudovad.models import build_model
+
+    path = resolve(model_ref)
+    blob = read_model_file(path)
+    meta = blob["meta"]
+    try:
+        cfg = config_mod.from_dict(meta["config"])
+    except PseudovadError as e:
+        raise DataError(f"{path}: model config is invalid ({e})") from None
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not fit the model ({str(e).splitlines()[0][:160]})") from None
+    return model.to(device).eval(), meta
