@@ -1,0 +1,73 @@
+"""What the training loop needs from a method (LTGPA, MAE-NCT).
+
+The loop (`pseudovad.training.loop`) owns everything methods share: batching, device, bf16
+autocast, checkpoints and resume, the NaN guard, per-epoch metrics and timing. A method owns
+its models, optimisers and schedules, and the update rule of one batch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pseudovad.config import Config
+
+
+class Method:
+    """Base class; subclasses build their modules/optimisers in __init__."""
+
+    name = "method"
+
+    def __init__(self, cfg: Config, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+
+    # what a checkpoint holds -------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def schedulers(self) -> dict[str, Any]:
+        """Objects with state_dict()/load_state_dict(); stepped by the method itself."""
+        return {}
+
+    # training ----------------------------------------------------------------------------------
+    def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        """One update on a batch (B, C, L, H, W) already on the device, in the model's value range.
+
+        `gen` is the loop's seeded CPU generator: every random draw of the method (pseudo batch
+        or not, noise, masks) comes from it, so a resumed run draws the same numbers. Returns
+        scalars to log, as Python floats; the loop stops training if any is not finite.
+        """
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        """Per-epoch bookkeeping, e.g. a scheduler step."""
+
+    def predictor(self) -> nn.Module:
+        """The detector saved as model.pt (LTGPA's F, MAE-NCT's ViT predictor)."""
+        raise NotImplementedError
+
+    def train(self) -> None:
+        for m in self.modules().values():
+            m.train()
+
+    def eval(self) -> None:
+        for m in self.modules().values():
+            m.eval()
+
+    def lrs(self) -> dict[str, float]:
+        return {f"lr_{k.lower()}": opt.param_groups[0]["lr"] for k, opt in self.optimizers().items()}
+
+
+def build_method(cfg: Config, device: torch.device) -> Method:
+    if cfg.model.method == "ltgpa":
+        from pseudovad.training.ltgpa import LTGPAMethod
+
+        return LTGPAMethod(cfg, device)
+    from pseudovad.training.mae_nct import MAENCTMethod
+
+    return MAENCTMethod(cfg, device)
