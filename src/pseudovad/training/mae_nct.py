@@ -1,0 +1,152 @@
+"""MAE-NCT's update rule: future-frame prediction with mask-token pseudo anomalies and
+normalcy-consistency training (Huang et al. 2023).
+
+A clip holds T = `model.mae.in_frames` input frames X and the next frame Y. Per batch, by
+`pseudo.mode`:
+  nct   X^P = X with a fresh random mask per sample; one forward over [X; X^P] gives
+        (f^O, Y^O) and (f^P, Y^P);
+        loss = λ_N·(L_int+L_gd)(Y^O, Y) + λ_P·(L_int+L_gd)(Y^P, Y) + λ_cst·½(KL(f^O‖f^P) + KL(f^P‖f^O))
+        (the target of the pseudo branch is the true next frame: F must see through the mask)
+  none  loss = λ_N·(L_int+L_gd)(Y^O, Y); no mask is ever drawn (the "no pseudo anomaly" row)
+  prob  with probability `pseudo.p` the whole batch is masked and trained as
+        λ_P·(L_int+L_gd)(Y^P, Y), otherwise as the normal term; no KL (the "pseudo anomalies
+        instead of NCT" row)
+Optimiser: AdamW (0.9, 0.999), `train.lr`, `train.weight_decay`. Schedule: linear warm-up over
+`train.warmup_epochs` then cosine decay to 0, stepped per batch (the loop tells the method its
+steps per epoch); see `WarmupCosine`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from pseudovad.config import Config
+from pseudovad.models.mae import MAEPredictor
+from pseudovad.pseudo.mask import random_patch_mask
+from pseudovad.training.losses import prediction_loss, symmetric_kl
+from pseudovad.training.method import Method
+
+
+class WarmupCosine:
+    """lr = base · factor(step): linear warm-up over `warmup_epochs`, then half a cosine to 0.
+
+    Per step when the loop has set `steps_per_epoch` on the method (it does, before the first
+    step), so a short CPU run still gets a smooth warm-up; per epoch otherwise (advanced by
+    `end_epoch`). The horizon is epochs·steps_per_epoch, capped by `train.max_steps` like the
+    loop's own stopping rule, so the cosine reaches ~0 at the last step actually taken.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup_epochs: int, epochs: int,
+                 max_steps: int = 0):
+        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.warmup_epochs = warmup_epochs
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.step_count = 0   # optimiser steps taken
+        self.epoch = 0        # epochs finished
+
+    def factor(self, steps_per_epoch: int | None) -> float:
+        if steps_per_epoch:
+            s, per = self.step_count, steps_per_epoch
+            total = per * self.epochs
+            if self.max_steps:
+                total = min(total, self.max_steps)
+        else:
+            s, per, total = self.epoch, 1, self.epochs
+        warm = min(self.warmup_epochs * per, total)
+        if s < warm:
+            return (s + 1) / warm
+        span = max(total - warm, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(s - warm, span) / span))
+
+    def apply(self, steps_per_epoch: int | None) -> float:
+        lr = self.base_lr * self.factor(steps_per_epoch)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step_count"])
+        self.epoch = int(state["epoch"])
+
+
+class MAENCTMethod(Method):
+    name = "mae_nct"
+
+    def __init__(self, cfg: Config, device: torch.device):
+        super().__init__(cfg, device)
+        m, p, t = cfg.model.mae, cfg.pseudo, cfg.train
+        self.F = MAEPredictor.from_config(cfg)
+        if m.pretrained:
+            self.pretrained_report = self.F.load_pretrained(m.pretrained)
+        self.F.to(device)
+        self.in_frames = m.in_frames
+        self.mode = p.mode
+        self.steps_per_epoch: int | None = None   # set by training.loop.fit
+        self.opt = torch.optim.AdamW(self.F.parameters(), lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay)
+        self.sched = WarmupCosine(self.opt, t.lr, t.warmup_epochs, t.epochs, t.max_steps)
+        self.sched.apply(None)
+        self._features = torch.compile(self.F.forward_features) if t.compile else self.F.forward_features
+
+    def modules(self):
+        return {"F": self.F}
+
+    def optimizers(self):
+        return {"F": self.opt}
+
+    def schedulers(self):
+        return {"F": self.sched}
+
+    def predictor(self):
+        return self.F
+
+    def draw_mask(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+        p = self.cfg.pseudo
+        mask = random_patch_mask(batch, self.cfg.data.size, self.F.patch_size, p.mask_patch, p.mask_ratio, gen)
+        return mask.to(self.device)
+
+    def losses(self, clip: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted loss of one batch and the scalars to log (no parameter update)."""
+        p = self.cfg.pseudo
+        x, y = clip[:, :, :self.in_frames], clip[:, :, self.in_frames]
+        b = x.shape[0]
+        if self.mode == "nct":
+            mask = self.draw_mask(b, gen)
+            none = torch.zeros_like(mask)
+            feats, pred = self._features(torch.cat([x, x]), torch.cat([none, mask]))
+            f_o, f_p = feats.chunk(2)
+            y_o, y_p = pred.chunk(2)
+            l_n, l_p, l_c = prediction_loss(y_o, y), prediction_loss(y_p, y), symmetric_kl(f_o, f_p)
+            loss = p.lambda_n * l_n + p.lambda_p * l_p + p.lambda_cst * l_c
+            rec = {"loss_normal": l_n, "loss_pseudo": l_p, "loss_cst": l_c, "mask_ratio_actual": mask.float().mean()}
+        elif self.mode == "prob" and bool(torch.rand((), generator=gen) < p.p):
+            mask = self.draw_mask(b, gen)
+            l_p = prediction_loss(self._features(x, mask)[1], y)
+            loss = p.lambda_p * l_p
+            rec = {"loss_pseudo": l_p, "mask_ratio_actual": mask.float().mean()}
+        else:
+            l_n = prediction_loss(self._features(x, None)[1], y)
+            loss = p.lambda_n * l_n
+            rec = {"loss_normal": l_n, "mask_ratio_actual": torch.zeros(())}
+        rec["loss"] = loss
+        return loss, rec
+
+    def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        """One AdamW step. Logs only the terms this batch computed (a `prob` batch is either
+        normal or pseudo), so the loop's per-epoch means are means over the batches that had them."""
+        self.sched.apply(self.steps_per_epoch)
+        loss, rec = self.losses(clip, gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step_count += 1
+        return {k: float(v.detach()) for k, v in rec.items()}
+
+    def end_epoch(self, epoch: int) -> None:
+        self.sched.epoch = epoch + 1
