@@ -1,0 +1,12 @@
+"""Evaluation: PSNR scores, per-video normalisation, frame-level AUC / EER, figures.
+
+`score_videos` (per-video PSNR, streaming) and `metrics.summarize` / `metrics.frame_auc` are
+usable in-process, e.g. by Ray Tune trials scoring validation videos with the live model; the
+`evaluate` stage wires them to files.
+"""
+from pseudovad.evaluation.metrics import frame_auc, summarize
+from pseudovad.evaluation.normalize import anomaly_scores, normalized_psnr
+from pseudovad.evaluation.psnr import frame_psnr
+from pseudovad.evaluation.scoring import score_video, score_videos
+
+__all__ = ["anomaly_scores", "frame_auc", "frame_psnr", "normalized_psnr", "score_video", "score_videos", "summarize"]

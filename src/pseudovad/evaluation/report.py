@@ -1,0 +1,91 @@
+"""What a metrics file says about its model (method, variant, dataset) and the AUC table.
+
+The table mirrors Table 1 of the LTGPA / MAE-NCT papers: one row per method and pseudo-anomaly
+variant, one column per dataset, frame-level micro AUC in percent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from pseudovad.errors import DataError
+
+REQUIRED = ("auc_micro", "method", "dataset")
+
+
+def describe_model(config: dict[str, Any]) -> dict[str, str]:
+    """{method, pseudo_kind, variant} from a model's config dict (model.pt meta["config"])."""
+    model = config.get("model", {})
+    pseudo = config.get("pseudo", {})
+    method = model.get("method", "ltgpa")
+    if method == "ltgpa":
+        kind = pseudo.get("kind", "learned")
+        if pseudo.get("p", 0.5) == 0:
+            kind = "none"
+        variant = {"none": "baseline", "learned": "learned"}.get(kind, kind)
+        if kind == "gaussian":
+            variant = f"gaussian σ={pseudo.get('sigma', 0.1):g}"
+        if model.get("ltgpa", {}).get("variant") == "image":
+            method = "ltgpa-image"
+        return {"method": method, "pseudo_kind": kind, "variant": variant}
+    mode = pseudo.get("mode", "nct")
+    kind = "none" if mode == "none" else "mask"
+    variant = {"none": "baseline", "nct": "nct"}.get(mode, f"{mode} p={pseudo.get('p', 0.5):g}")
+    return {"method": method, "pseudo_kind": kind, "variant": variant}
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        m = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: metrics file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg})") from None
+    missing = [k for k in REQUIRED if not isinstance(m, dict) or k not in m]
+    if missing:
+        raise DataError(f"{path}: not an evaluate metrics file (missing {', '.join(missing)})")
+    return m
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100.0 * float(v):.2f}"
+
+
+def table(entries: Iterable[tuple[str, dict[str, Any]]], metric: str = "auc_micro") -> dict[str, Any]:
+    """Rows (method · variant) × columns (dataset) of `metric` in percent.
+
+    Two files with the same row and dataset get separate rows, labelled with their folder, so no
+    result is silently dropped.
+    """
+    cells: dict[str, dict[str, str]] = {}
+    datasets: list[str] = []
+    for path, m in entries:
+        if metric not in m:
+            raise DataError(f"{path}: no {metric!r} in metrics file")
+        row = f"{m['method']} · {m.get('variant', m.get('pseudo_kind', '?'))}"
+        ds = str(m["dataset"])
+        if ds not in datasets:
+            datasets.append(ds)
+        if ds in cells.get(row, {}):
+            base, n = f"{row} ({Path(path).parent.name or path})", 1
+            row = base
+            while ds in cells.get(row, {}):
+                n += 1
+                row = f"{base} #{n}"
+        cells.setdefault(row, {})[ds] = _pct(m[metric])
+    return {"metric": metric, "datasets": datasets,
+            "rows": [{"row": r, **{d: c.get(d, "") for d in datasets}} for r, c in cells.items()]}
+
+
+def format_table(t: dict[str, Any], markdown: bool = False) -> str:
+    head = ["method · variant", *t["datasets"]]
+    body = [[r["row"], *(r[d] for d in t["datasets"])] for r in t["rows"]]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(t["datasets"])) + "|"]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
+    fmt = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)]) + "\n"

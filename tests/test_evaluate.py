@@ -1,0 +1,235 @@
+"""Evaluation protocol: PSNR, per-video normalisation, AUC / EER, edge frames, the evaluate and report stages."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pseudovad.cli import main as cli_main
+from pseudovad.data.store import FrameStore
+from pseudovad.errors import DataError
+from pseudovad.evaluation import metrics, normalize, psnr, scoring
+from pseudovad.models import build_model
+from pseudovad.models.io import model_meta, save_model
+from pseudovad.stages import evaluate, extract, report, synthesize
+from tests.conftest import tiny_cfg
+
+SMALL_MODEL = {"ltgpa": {"width": [4, 4, 4, 4], "g_width": [4, 4, 4]}}
+
+
+# ---------------------------------------------------------------------------------------------
+# PSNR
+
+def test_psnr_hand_computed_tanh_and_unit():
+    # tanh range: 0 ↦ 0.5 and 1 ↦ 1.0 in [0, 1]; MSE = 0.25, PSNR = 10·log10(1/0.25) = 6.0206 dB
+    pred, target = torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)
+    assert psnr.frame_psnr(pred, target, "tanh").item() == pytest.approx(6.020600, abs=1e-5)
+    # unit range, half the pixels off by 0.1: MSE = 0.005, PSNR = 23.0103 dB
+    t = torch.full((2, 3, 2, 2), 0.4)
+    p = t.clone()
+    p[0, :, 0, :] += 0.1
+    p[1] += 0.1
+    got = psnr.frame_psnr(p, t, "unit")
+    assert got[0].item() == pytest.approx(23.0103, abs=1e-3)
+    assert got[1].item() == pytest.approx(20.0, abs=1e-3)  # all pixels off by 0.1: MSE 0.01
+
+
+def test_psnr_convention_offset_and_perfect_frame():
+    pred, target = torch.rand(3, 1, 8, 8) * 2 - 1, torch.rand(3, 1, 8, 8) * 2 - 1
+    ours = psnr.frame_psnr(pred, target, "tanh")
+    peak1_on_tanh = 10 * torch.log10(1 / (pred - target).pow(2).flatten(1).mean(1))
+    assert torch.allclose(ours - peak1_on_tanh, torch.full((3,), psnr.PEAK_ONE_ON_TANH_OFFSET_DB), atol=1e-4)
+    assert psnr.PEAK_ONE_ON_TANH_OFFSET_DB == pytest.approx(6.0206, abs=1e-4)
+    assert psnr.frame_psnr(target, target).tolist() == pytest.approx([100.0] * 3)  # clamped, finite
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisation and metrics
+
+def test_per_video_minmax_normalisation():
+    assert normalize.anomaly_scores(np.array([20.0, 25.0, 30.0])).tolist() == [1.0, 0.5, 0.0]
+    assert normalize.anomaly_scores(np.array([7.0, 7.0])).tolist() == [0.5, 0.5]  # constant video
+    # each video is normalised on its own: a uniformly worse video still spans [0, 1]
+    lab = {"a": np.array([0, 1, 0]), "b": np.array([0, 1, 1])}
+    s = metrics.summarize(lab, {"a": np.array([40.0, 30.0, 39.0]), "b": np.array([12.0, 10.0, 11.0])})
+    assert s["auc_micro"] == pytest.approx(1.0)
+    assert s["auc_raw"] < 1.0  # raw −PSNR ranks every frame of b above every frame of a
+
+
+def test_perfect_and_reversed_scores():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    assert metrics.frame_auc(y, y.astype(float)) == 1.0
+    assert metrics.frame_auc(y, 1.0 - y) == 0.0
+    rate, _ = metrics.eer(y, y.astype(float))
+    assert rate == 0.0
+    # through the whole protocol: anomalous frames reconstructed worse → AUC 1 (low PSNR = anomalous)
+    s = metrics.summarize({"v": y}, {"v": 30.0 - 5.0 * y})
+    assert s["auc_micro"] == s["auc_raw"] == 1.0 and s["eer"] == 0.0
+    s = metrics.summarize({"v": y}, {"v": 30.0 + 5.0 * y})
+    assert s["auc_micro"] == 0.0 and s["eer"] == 1.0
+
+
+def test_eer_interpolates_the_crossing():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])  # one normal above one anomalous
+    rate, thr = metrics.eer(y, scores)
+    assert rate == pytest.approx(0.25)
+    assert 0.4 <= thr <= 0.6
+
+
+def test_length_mismatch_is_a_clear_error():
+    with pytest.raises(DataError, match=r"test video 03: 10 frame labels but 9 frame scores"):
+        metrics.summarize({"03": np.zeros(10, int)}, {"03": np.zeros(9)})
+    with pytest.raises(DataError, match="07"):
+        metrics.frame_auc({"07": np.array([0, 1])}, {"07": np.array([0.1, 0.2, 0.3])})
+
+
+def test_single_class_video_is_excluded_from_macro_but_counted_in_micro():
+    labels = {"01": np.array([0, 0, 1, 1]), "08": np.array([1, 1, 1, 1]), "02": np.array([0, 1, 0, 1])}
+    psnr_ = {"01": np.array([30.0, 29.0, 20.0, 21.0]), "08": np.array([25.0, 24.0, 26.0, 27.0]),
+             "02": np.array([30.0, 20.0, 25.0, 27.0])}  # 02: one anomalous frame has a normal-ish PSNR
+    s = metrics.summarize(labels, psnr_)
+    assert s["macro_excluded"] == ["08"] and s["macro_videos"] == 2 and s["videos"] == 3
+    assert s["video_auc"]["08"] is None
+    assert s["auc_macro"] == pytest.approx((1.0 + 0.75) / 2)
+    assert s["frames"] == 12 and s["anomalous_frames"] == 8
+    assert s["auc_micro"] == pytest.approx(metrics.frame_auc(labels, {v: normalize.anomaly_scores(p) for v, p in psnr_.items()}))
+    only_one = metrics.summarize({"08": labels["08"], "09": np.zeros(4, int)}, {"08": psnr_["08"], "09": psnr_["01"]})
+    assert only_one["auc_macro"] is None and only_one["macro_videos"] == 0
+
+
+def test_all_one_class_overall_is_an_error():
+    with pytest.raises(DataError, match="all 4 test frames are anomalous"):
+        metrics.frame_auc(np.ones(4, int), np.arange(4.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# clips → frames
+
+class ZeroModel(nn.Module):
+    """Reconstructs every clip as mid-grey, so a frame's PSNR is a known function of its content."""
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+def _expected_psnr(v: float) -> float:
+    return 10 * math.log10(1 / (v / 255.0 - 0.5) ** 2)
+
+
+@pytest.mark.parametrize("frame_step", [1, 2])
+def test_every_frame_gets_its_scored_clip_and_edges_take_the_nearest(frame_step):
+    n, clip_len, scored = 20, 4, 1
+    values = np.linspace(0, 100, n)                      # frame f is uniformly `values[f]` grey
+    frames = np.repeat(values.astype(np.uint8)[:, None, None], 8, 1).repeat(8, 2)
+    meta = {"method": "ltgpa", "clip_len": clip_len, "scored_index": scored, "frame_step": frame_step,
+            "value_range": "tanh", "size": [8, 8], "channels": 1}
+    got = scoring.score_video(ZeroModel(), meta, frames, "cpu", batch_size=3)
+    first = scored * frame_step
+    last = n - 1 - (clip_len - 1 - scored) * frame_step
+    want = [_expected_psnr(float(frames[min(max(f, first), last), 0, 0])) for f in range(n)]
+    assert got.shape == (n,)
+    assert np.allclose(got, want, atol=1e-3)
+    assert got[0] == got[first] and got[-1] == got[last] and got[first] != got[first + 1]
+
+
+def test_fill_edges_and_too_short_video():
+    assert scoring.fill_edges(6, 2, np.array([5.0, 6.0, 7.0])).tolist() == [5, 5, 5, 6, 7, 7]
+    meta = {"method": "ltgpa", "clip_len": 8, "scored_index": 4, "value_range": "tanh", "size": [8, 8], "channels": 1}
+    with pytest.raises(DataError, match="test video x: 5 frames, too short"):
+        scoring.score_video(ZeroModel(), meta, np.zeros((5, 8, 8), np.uint8), "cpu", video="x")
+
+
+# ---------------------------------------------------------------------------------------------
+# the stages, end to end on tiny synthetic footage
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluate")
+    cfg = tiny_cfg(tmp, model=SMALL_MODEL, train={"out": str(tmp / "train")},
+                   evaluate={"out": str(tmp / "eval"), "top_k": 2})
+    synthesize.run(cfg)
+    extract.run(cfg, progress=False)
+    torch.manual_seed(0)
+    save_model(tmp / "train" / "model.pt", build_model(cfg), model_meta(cfg))
+    return cfg, tmp, evaluate.run(cfg)
+
+
+def test_evaluate_end_to_end_outputs(evaluated):
+    cfg, tmp, result = evaluated
+    out = tmp / "eval"
+    m = json.loads((out / "metrics.json").read_text())
+    for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "anomalous_frames", "videos",
+              "macro_videos", "fingerprint", "model", "method", "pseudo_kind", "variant", "dataset"):
+        assert k in m, k
+    assert m == json.loads(json.dumps(result))
+    store = FrameStore(cfg.data.store)
+    tests = store.videos("testing")
+    assert m["frames"] == sum(e.frames for e in tests) and m["videos"] == len(tests)
+    assert m["fingerprint"] == store.fingerprint("testing")
+    assert (m["method"], m["pseudo_kind"], m["dataset"]) == ("ltgpa", "learned", "synthetic")
+    assert 0.0 <= m["auc_micro"] <= 1.0 and 0.0 <= m["eer"] <= 1.0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(rows) == m["frames"]
+    for e in tests:
+        vid = [r for r in rows if r["video"] == e.id]
+        assert [int(r["label"]) for r in vid] == store.labels(e).tolist()
+        scores = [float(r["score"]) for r in vid]
+        assert min(scores) == 0.0 and max(scores) == 1.0
+    roc = list(csv.DictReader((out / "roc.csv").open()))
+    assert float(roc[0]["fpr"]) == 0.0 and float(roc[-1]["tpr"]) == 1.0
+    pngs = sorted(p.name for p in (out / "plots").iterdir())
+    assert pngs == ["roc.png", "timeline_01.png", "timeline_02.png", "topk.png"]
+    assert all((out / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_evaluate_cli_model_path_video_subset_and_errors(evaluated, tmp_path, capsys):
+    cfg, tmp, _ = evaluated
+    args = ["-p", f"data.store={cfg.data.store}", "--device", "cpu"]
+    rc = cli_main(["evaluate", *args, "--model", str(tmp / "train/model.pt"), "--out", str(tmp_path / "e"),
+                   "--videos", "02"])
+    assert rc == 0
+    assert "micro AUC" in capsys.readouterr().out
+    m = json.loads((tmp_path / "e/metrics.json").read_text())
+    assert m["videos"] == 1 and m["video_auc"].keys() == {"02"}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert cli_main(["evaluate", *args, "--model", str(bad), "--out", str(tmp_path / "f")]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert not (tmp_path / "f" / "metrics.json").exists()
+    assert cli_main(["evaluate", *args, "--model", str(tmp / "train/model.pt"), "--out", str(tmp_path / "g"),
+                     "--videos", "99"]) == 2
+    assert "99" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_store_of_another_frame_size(evaluated, tmp_path):
+    cfg, tmp, _ = evaluated
+    other = tiny_cfg(tmp_path, model=SMALL_MODEL, data={"size": [16, 16]})
+    synthesize.run(other)
+    extract.run(other, progress=False)
+    with pytest.raises(DataError, match=r"16×16×1 but the model expects 32×32×1"):
+        evaluate.run(other, model=tmp / "train/model.pt", out=tmp_path / "e")
+
+
+def test_report_table_from_two_metrics_files(evaluated, tmp_path, capsys):
+    _, tmp, result = evaluated
+    second = {**result, "dataset": "ped2", "variant": "baseline", "pseudo_kind": "none", "auc_micro": 0.9249}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b/metrics.json").write_text(json.dumps(second))
+    (tmp_path / "train.json").write_text(json.dumps({"loss": 1.0}))
+    t = report.run(None, [str(tmp / "eval/metrics.json"), str(tmp_path / "*/metrics.json"), str(tmp_path / "*.json")])
+    assert t["datasets"] == ["synthetic", "ped2"]
+    rows = {r["row"]: r for r in t["rows"]}
+    assert rows["ltgpa · learned"]["synthetic"] == f"{100 * result['auc_micro']:.2f}"
+    assert rows["ltgpa · baseline"]["ped2"] == "92.49" and rows["ltgpa · baseline"]["synthetic"] == ""
+    md = tmp_path / "table.md"
+    assert cli_main(["report", str(tmp / "eval/metrics.json"), str(tmp_path / "b/metrics.json"), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert text.startswith("| method · variant | synthetic | ped2 |") and "| ltgpa · baseline |  | 92.49 |" in text
+    assert "92.49" in capsys.readouterr().out
+    assert cli_main(["report", str(tmp_path / "train.json")]) == 2  # named explicitly: must be evaluate metrics
