@@ -116,7 +116,8 @@ class TrainConfig:
     out: str = "runs/train"                 # checkpoints, metrics, model.pt
     cifar_root: Optional[str] = None        # image variant: CIFAR-10 python batches folder
     normal_class: int = 0                   # image variant: the one normal class
-    val_fraction: float = 0.1               # image variant: held-out share of normal train images
+    val_fraction: float = 0.1               # held-out normal data: the tail of each training video
+                                            # (video) or of the normal images (image variant)
 
 
 @dataclass
@@ -410,7 +411,7 @@ def validate(cfg: Config) -> Config:
     _check(t.max_clips_per_epoch >= 0, "train.max_clips_per_epoch", f"must be ≥ 0, got {t.max_clips_per_epoch}")
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", f"must be ≥ 1, got {t.checkpoint_every}")
     _check(0 <= t.normal_class <= 9, "train.normal_class", f"must be in [0, 9], got {t.normal_class}")
-    _check(0.0 < t.val_fraction < 1.0, "train.val_fraction", f"must be in (0, 1), got {t.val_fraction}")
+    _check(0.0 <= t.val_fraction < 1.0, "train.val_fraction", f"must be in [0, 1), got {t.val_fraction}")
     _check(cfg.evaluate.batch_size >= 1, "evaluate.batch_size", "must be ≥ 1")
     _check(cfg.evaluate.top_k >= 0, "evaluate.top_k", "must be ≥ 0")
     _check(cfg.registry.min_delta >= 0, "registry.min_delta", f"must be ≥ 0, got {cfg.registry.min_delta}")

@@ -42,7 +42,9 @@ class ClipDataset(Dataset):
     """All clips of a set of videos. Item: (clip (C, L, H, W) float, video index, start frame)."""
 
     def __init__(self, store: FrameStore, entries: list[VideoEntry], clip_len: int, stride: int = 1,
-                 frame_step: int = 1, value_range: str = "tanh"):
+                 frame_step: int = 1, value_range: str = "tanh",
+                 spans: list[tuple[int, int]] | None = None):
+        """`spans`: per entry, the [first, end) frame range clips must lie in (default: whole video)."""
         self.store = store
         self.entries = entries
         self.clip_len = clip_len
@@ -50,9 +52,12 @@ class ClipDataset(Dataset):
         self.value_range = value_range
         index = []
         for vi, e in enumerate(entries):
-            for s in clip_starts(e.frames, clip_len, stride, frame_step):
-                index.append((vi, int(s)))
+            lo, hi = spans[vi] if spans else (0, e.frames)
+            for s in clip_starts(hi - lo, clip_len, stride, frame_step):
+                index.append((vi, lo + int(s)))
         if not index:
+            if spans:
+                raise DataError(f"{store.root}: no frame range is long enough for a {(clip_len - 1) * frame_step + 1}-frame clip")
             span = (clip_len - 1) * frame_step + 1
             raise DataError(f"{store.root}: no video is long enough for a {span}-frame clip")
         self.index = np.asarray(index, dtype=np.int64)

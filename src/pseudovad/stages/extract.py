@@ -45,7 +45,7 @@ def extract_source(src: Source, staged: Path, cfg: Config, checksum: str, progre
     dest.parent.mkdir(parents=True, exist_ok=True)
     frames = read_frames(src, (h, w), cfg.data.channels)
     if progress:
-        frames = tqdm(frames, desc=f"{src.split}/{src.video_id}", unit="frame", leave=False)
+        frames = tqdm(frames, desc=f"{src.split}/{src.video_id}", unit="frame", leave=False, disable=None)
     n, shape = write_array_stream(dest, frames)
     return VideoEntry(id=src.video_id, split=src.split, frames=n, height=h, width=w,
                       channels=cfg.data.channels, source=str(src.path), checksum=checksum, file=rel)
@@ -66,7 +66,7 @@ def run(cfg: Config, root: str | Path | None = None, store: str | Path | None = 
     entries: list[VideoEntry] = []
     reused = 0
     try:
-        for src in tqdm(sources, desc="extract", unit="video", disable=not progress):
+        for src in tqdm(sources, desc="extract", unit="video", disable=None if progress else True):
             checksum = src.checksum()
             old = previous.get((src.split, src.video_id))
             if old is not None and old.checksum == checksum:

@@ -1,0 +1,94 @@
+"""LTGPA's update rule: F learns to reconstruct the clean clip from normal and pseudo input; G
+learns the largest noise F still reconstructs.
+
+Per batch, with probability p (`pseudo.p`) the batch is pseudo-anomalous:
+  F step  min mean‖F(X^N) − X^N‖²  (normal)   or   min mean‖F(X^P) − X^N‖²  (pseudo: clean target)
+  G step  min mean‖F(X^P) − X^P‖² − λ·mean‖ΔX‖²   (learned noise only, on pseudo batches, right
+          after F's step, on the same X^P = clip(X^N + G(X^N)); gradients flow through the
+          updated F into G, but only G's optimiser steps and F's BatchNorm statistics are
+          restored afterwards, so F is bit-identical after a G step)
+Norms are means over all elements, as in the paper's MSE losses.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as Fn
+
+from pseudovad.config import Config
+from pseudovad.models import build_generator, build_model, value_range
+from pseudovad.pseudo.noise import NoiseMaker, build_noise
+from pseudovad.training.method import Method
+
+
+class LTGPAMethod(Method):
+    name = "ltgpa"
+
+    def __init__(self, cfg: Config, device: torch.device):
+        super().__init__(cfg, device)
+        self.value_range = value_range(cfg)
+        self.F = build_model(cfg).to(device)
+        self.kind = cfg.pseudo.kind
+        self.p = cfg.pseudo.p if self.kind != "none" else 0.0
+        self.lam = cfg.pseudo.lam
+        self.G = build_generator(cfg).to(device) if self.kind == "learned" else None
+        self.noise: NoiseMaker | None = build_noise(self.kind, self.value_range, cfg.pseudo.sigma, self.G)
+        self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg.train.lr)
+        self.opt_g = (torch.optim.Adam(self.G.parameters(), lr=cfg.train.g_lr or cfg.train.lr)
+                      if self.G is not None else None)
+        self.F_run = torch.compile(self.F) if cfg.train.compile else self.F
+        self.G_run = torch.compile(self.G) if (cfg.train.compile and self.G is not None) else self.G
+        if self.noise is not None and self.G_run is not None:
+            self.noise.G = self.G_run
+
+    def modules(self):
+        return {"F": self.F, **({"G": self.G} if self.G is not None else {})}
+
+    def optimizers(self):
+        return {"F": self.opt_f, **({"G": self.opt_g} if self.opt_g is not None else {})}
+
+    def predictor(self):
+        return self.F
+
+    def is_pseudo(self, gen: torch.Generator) -> bool:
+        """Bernoulli(p) per batch; p = 0 (or kind none) never builds a pseudo batch."""
+        return self.noise is not None and self.p > 0 and bool(torch.rand((), generator=gen) < self.p)
+
+    def f_step(self, x: torch.Tensor, x_in: torch.Tensor, pseudo: bool) -> float:
+        loss = Fn.mse_loss(self.F_run(x_in).float(), x.float())  # target: the clean clip, always
+        self.opt_f.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_f.step()
+        return float(loss.detach())
+
+    def g_step(self, x_p: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
+        """G's update on the pseudo clip G made; F is frozen (parameters and BN statistics)."""
+        buffers = {k: b.clone() for k, b in self.F.named_buffers()}
+        requires = [p.requires_grad for p in self.F.parameters()]
+        for p in self.F.parameters():
+            p.requires_grad_(False)
+        try:
+            rec_loss = Fn.mse_loss(self.F_run(x_p).float(), x_p.float())
+            loss = rec_loss - self.lam * delta.float().pow(2).mean()
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            for p, r in zip(self.F.parameters(), requires):
+                p.requires_grad_(r)
+            with torch.no_grad():
+                for k, b in self.F.named_buffers():
+                    b.copy_(buffers[k])
+        return float(loss.detach()), float(rec_loss.detach())
+
+    def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        if not self.is_pseudo(gen):
+            return {"loss_f_normal": self.f_step(clip, clip, False)}
+        learned = self.G is not None
+        with torch.set_grad_enabled(learned):  # G's graph is kept for its own step
+            x_p, delta = self.noise.make(clip, gen)
+        rec = {"loss_f_pseudo": self.f_step(clip, x_p.detach(), True),
+               "noise_norm": float(delta.detach().float().pow(2).mean()),
+               "noise_abs": float(delta.detach().float().abs().mean())}
+        if learned:
+            rec["loss_g"], rec["loss_g_rec"] = self.g_step(x_p, delta)
+        return rec
