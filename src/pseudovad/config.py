@@ -174,6 +174,7 @@ class StorageConfig:
     prefix: str = "footage/"
     region: str = "us-east-1"
     dvc_remote: Optional[str] = None        # s3://bucket/path for `dvc push` / `dvc pull`
+    max_attempts: int = 5                   # tries per S3 call (botocore standard retries) and per download resume
 
 
 @dataclass
@@ -186,6 +187,7 @@ class IngestConfig:
     max_fps: float = 240.0
     quarantine: str = "data/quarantine"
     warm_start: bool = True
+    root: Optional[str] = None              # accepted raw footage + ingest.json log; None: <data.store>-ingested
 
 
 @dataclass
@@ -427,6 +429,11 @@ def validate(cfg: Config) -> Config:
     _check(ig.min_frames >= 1, "ingest.min_frames", "must be ≥ 1")
     _check(0 < ig.min_size <= ig.max_size, "ingest.min_size", "must be in (0, ingest.max_size]")
     _check(0 < ig.min_fps <= ig.max_fps, "ingest.min_fps", "must be in (0, ingest.max_fps]")
+    _check(cfg.storage.max_attempts >= 1, "storage.max_attempts", f"must be ≥ 1, got {cfg.storage.max_attempts}")
+    for key in ("storage.endpoint_url", "storage.dvc_remote", "ingest.source"):
+        v = _get(cfg, key)  # credentials belong in the environment, never in a committed params file
+        _check(not (v and "://" in v and "@" in v.split("://", 1)[1].split("/", 1)[0]), key,
+               "must not contain credentials (user:password@); use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
 
     method = cfg.model.method
     if method == "ltgpa":

@@ -1,9 +1,11 @@
 """`extract`: decode footage into the frame store (one uint8 array per video + manifest).
 
 Unchanged videos (same source checksum, same extraction params) are reused, so re-running, or
-adding a few new videos with `ingest`, only decodes what is new. Everything is decoded into a
-staging folder first; the store is only touched once every video decoded and the labels lined
-up, so a bad file leaves the previous store exactly as it was.
+adding a few new videos with `ingest`, only decodes what is new. Footage accepted by `ingest`
+(kept in its own folder, see `pseudovad.data.ingested`) joins the training split after
+data.root's videos, so a rebuild keeps it. Everything is decoded into a staging folder first;
+the store is only touched once every video decoded and the labels lined up, so a bad file
+leaves the previous store exactly as it was.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pseudovad.config import Config
+from pseudovad.data import ingested
 from pseudovad.data import labels as label_io
 from pseudovad.data.sources import SPLITS, Source, discover, read_frames
 from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, commit_store, staging_dir, write_array_stream
@@ -60,6 +63,9 @@ def run(cfg: Config, root: str | Path | None = None, store: str | Path | None = 
     sources = [s for split in splits for s in discover(root, split)]
     if not sources:
         raise DataError(f"{root}: no videos found (expected {root}/training/frames/<video>/ or {root}/training/videos/*.avi)")
+    footage = ingested.root_for(cfg, store)
+    if "training" in splits:  # footage `ingest` accepted joins the training split, after data.root's
+        sources += ingested.sources(footage, {s.video_id for s in sources if s.split == "training"})
     params = extraction_params(cfg)
     previous = _previous(store, params)
     staged = staging_dir(store)
@@ -87,7 +93,10 @@ def run(cfg: Config, root: str | Path | None = None, store: str | Path | None = 
                 np.save(staged / rel, per_video[e.id])
                 e.labels, e.anomalous_frames = rel, int(per_video[e.id].sum())
             label_info = {"source": str(label_path)}
-        commit_store(store, staged, entries, params, {"labels": label_info})
+        extra = {"labels": label_info}
+        if (footage / ingested.LOG).is_file():
+            extra["ingested"] = ingested.manifest_records(ingested.load_log(footage))
+        commit_store(store, staged, entries, params, extra)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     counts = {s: sum(1 for e in entries if e.split == s) for s in splits}
