@@ -10,6 +10,7 @@ The dataclass defaults are the papers' settings (the `gpu` profile: 16×256×256
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,8 +418,13 @@ def validate(cfg: Config) -> Config:
     _check(cfg.evaluate.batch_size >= 1, "evaluate.batch_size", "must be ≥ 1")
     _check(cfg.evaluate.top_k >= 0, "evaluate.top_k", "must be ≥ 0")
     _check(cfg.registry.min_delta >= 0, "registry.min_delta", f"must be ≥ 0, got {cfg.registry.min_delta}")
-    _check(cfg.score.threshold is None or 0.0 <= cfg.score.threshold, "score.threshold", "must be ≥ 0")
+    _check(cfg.score.threshold is None or 0.0 <= cfg.score.threshold <= 1.0, "score.threshold",
+           f"must be in [0, 1] (scores are), got {cfg.score.threshold}")
     _check(cfg.score.min_segment >= 1, "score.min_segment", "must be ≥ 1")
+    _check(cfg.score.batch_size >= 1, "score.batch_size", "must be ≥ 1")
+    _check(cfg.registry.model_name is None or bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", cfg.registry.model_name)),
+           "registry.model_name", f"must be letters, digits, '.', '_', '-' (it goes into models:/NAME@ALIAS), "
+           f"got {cfg.registry.model_name!r}")
     tu = cfg.tune
     _check(tu.num_samples >= 1, "tune.num_samples", "must be ≥ 1")
     _check(tu.max_epochs >= 1, "tune.max_epochs", "must be ≥ 1")

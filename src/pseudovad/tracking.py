@@ -1,0 +1,506 @@
+"""MLflow: run tracking for the stages, the logged detector, and registry access.
+
+Stages call a handful of functions and never touch MLflow directly, so tracking can be switched
+off (`tracking.enabled: false`) without an `if` in every stage, and every MLflow failure reaches
+the user as one `TrackingError` line instead of a retry storm and a traceback:
+
+    with tracking.run(cfg, "train", fingerprint=fp):
+        tracking.log_epoch(record)            # inside the block; no-ops when tracking is off
+        tracking.log_model("runs/train/model.pt")
+
+Where runs go: `MLFLOW_TRACKING_URI` if set, else `tracking.uri` (default `sqlite:///mlflow.db`
+in the working folder). One experiment per dataset (`cfg.experiment_name`); on a local store it is
+created with its artifact folder at `tracking.artifact_location` (default `mlruns/`, absolute),
+so artifacts stay inside the project. HTTP retries are capped (see `_HTTP_DEFAULTS`) so an
+unreachable server fails in seconds; set the MLFLOW_HTTP_REQUEST_* variables to override.
+
+Mid-run metric logging (`log_epoch`, `log_metrics`) only warns when the server drops out: a
+long training run is not killed by a tracking hiccup. Starting a run, artifacts, models and
+registry calls raise.
+"""
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from pseudovad.errors import DataError, TrackingError
+
+log = logging.getLogger(__name__)
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+MODEL_FILE = "model.pt"
+META_FILE = "pseudovad_meta.json"
+# what `score` needs to rebuild pre-processing, copied out of model.pt's meta into the logged model
+PREPROCESSING_KEYS = ("method", "size", "channels", "clip_len", "scored_index", "frame_step", "value_range",
+                      "calibration", "train_fingerprint")
+_SECRET_WORDS = {"secret", "password", "passwd", "key", "token", "credential", "credentials", "auth"}
+_LOCAL_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql"}
+
+_active: list[dict[str, Any]] = []       # runs opened by `run()` in this process, innermost last
+_configured_uri: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Where, and turning MLflow's failures into one line
+
+def redact(uri: str) -> str:
+    """A URI without user:password@ (safe to print, log or write to decision.json)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
+    return uri
+
+
+def tracking_uri(cfg=None) -> str:
+    """MLFLOW_TRACKING_URI, else cfg.tracking.uri, else the last configured, else the default."""
+    env = os.environ.get(ENV_URI)
+    if env:
+        return env
+    if cfg is not None:
+        return cfg.tracking.uri
+    if _configured_uri:
+        return _configured_uri
+    from pseudovad.config import TrackingConfig
+
+    return TrackingConfig().uri
+
+
+def configure(cfg=None, uri: str | None = None) -> str:
+    """Point MLflow at the tracking URI (and cap HTTP retries); returns the URI."""
+    global _configured_uri
+    for k, v in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+    import mlflow
+
+    uri = uri or tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    _configured_uri = uri
+    return uri
+
+
+def _is_local(uri: str) -> bool:
+    return urlsplit(uri).scheme.split("+")[0] in _LOCAL_SCHEMES
+
+
+def _describe(e: BaseException, uri: str) -> str:
+    msg = " ".join(str(e).split())
+    if re.search(r"Max retries exceeded|Connection refused|NewConnectionError|Failed to establish|"
+                 r"ConnectTimeout|Name or service not known|Temporary failure in name resolution", msg):
+        return f"tracking server {redact(uri)} is unreachable"
+    if "unable to open database file" in msg:
+        return f"cannot open the tracking database {redact(uri)}"
+    code = getattr(e, "error_code", None)
+    msg = re.sub(r"^(API request to \S+ failed with exception )", "", msg)
+    return f"{msg[:240]}{' (' + code + ')' if code and code not in msg else ''}"
+
+
+@contextlib.contextmanager
+def errors(what: str, uri: str | None = None) -> Iterator[None]:
+    """MLflow / HTTP / database failures inside the block → TrackingError('<what>: <why>')."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        import sqlalchemy.exc
+
+        db_errors: tuple[type[BaseException], ...] = (sqlalchemy.exc.SQLAlchemyError,)
+    except ImportError:  # pragma: no cover - sqlalchemy ships with mlflow
+        db_errors = ()
+    try:
+        yield
+    except (TrackingError, DataError):
+        raise
+    except (MlflowException, requests.RequestException, OSError, *db_errors) as e:
+        raise TrackingError(f"{what}: {_describe(e, uri or tracking_uri())}") from None
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri())
+
+
+def _error_code(e: BaseException) -> str:
+    return str(getattr(e, "error_code", ""))
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs
+
+def experiment_id(cfg) -> str:
+    """The dataset's experiment, created on first use (artifacts under the project on a local store)."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    name = cfg.experiment_name
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise TrackingError(f"experiment {name!r} is deleted in {redact(tracking_uri())} (restore it in the "
+                                "MLflow UI or set tracking.experiment)")
+        return exp.experiment_id
+    location = None
+    if _is_local(tracking_uri()):
+        location = Path(cfg.tracking.artifact_location).resolve().as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location, tags={"dataset": cfg.data.name})
+    except MlflowException as e:  # created concurrently (e.g. by another Ray trial)
+        if "RESOURCE_ALREADY_EXISTS" not in _error_code(e) and "already exists" not in str(e):
+            raise
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def _secret_key(key: str) -> bool:
+    return any(part in _SECRET_WORDS for part in re.split(r"[._\-]", key.lower()))
+
+
+def params(cfg) -> dict[str, str]:
+    """cfg.flat() as MLflow params: secrets dropped, URL credentials redacted, values ≤ 500 chars."""
+    out = {}
+    for k, v in cfg.flat().items():
+        if _secret_key(k):
+            continue
+        s = json.dumps(v) if isinstance(v, (list, dict)) else ("null" if v is None else str(v))
+        if "://" in s:
+            s = redact(s)
+        out[k] = s if len(s) <= 500 else s[:497] + "..."
+    return out
+
+
+def _git(*args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    tags = {"pseudovad.stage": stage, "dataset": cfg.data.name, "method": cfg.model.method}
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags["git.commit"] = commit
+        tags["git.dirty"] = "true" if _git("status", "--porcelain", "--untracked-files=no") else "false"
+    if os.environ.get("DVC_STAGE"):
+        tags["dvc.stage"] = os.environ["DVC_STAGE"]
+    if fingerprint:
+        tags["data.fingerprint"] = fingerprint
+    tags.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
+    return tags
+
+
+@contextlib.contextmanager
+def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None = None, nested: bool = False,
+        fingerprint: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[Any]:
+    """An MLflow run around a stage: tags, all params; FINISHED / FAILED / KILLED on exit.
+
+    Yields the mlflow ActiveRun, or None when `tracking.enabled` is false (then every log_* call
+    inside is a no-op). A run opened while another is active becomes its child; Ray Tune trials
+    in other processes pass `parent_run_id`.
+    """
+    if not cfg.tracking.enabled:
+        yield None
+        return
+    import mlflow
+
+    uri = configure(cfg)
+    where = f"tracking {redact(uri)}"
+    with errors(where, uri):
+        exp = experiment_id(cfg)
+        nested = nested or parent_run_id is not None or mlflow.active_run() is not None
+        active = mlflow.start_run(experiment_id=exp, run_name=run_name or stage, nested=nested,
+                                  parent_run_id=parent_run_id, tags=run_tags(cfg, stage, fingerprint, tags))
+    try:
+        with errors(where, uri):
+            mlflow.log_params(params(cfg))
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    handle = {"run_id": active.info.run_id, "uri": uri, "warned": False}
+    _active.append(handle)
+    status = "FINISHED"
+    try:
+        yield active
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        _active.remove(handle)
+        try:
+            mlflow.end_run(status)
+        except Exception as e:  # the server went away; the run stays RUNNING there
+            log.warning("could not close MLflow run %s: %s", handle["run_id"], _describe(e, uri))
+
+
+def active_run_id() -> str | None:
+    return _active[-1]["run_id"] if _active else None
+
+
+def _soft(what: str, fn, *args, **kwargs) -> None:
+    """Mid-run logging: warn once per run on failure instead of stopping the stage."""
+    h = _active[-1]
+    try:
+        fn(*args, **kwargs)
+    except Exception as e:
+        if not h["warned"]:
+            log.warning("MLflow %s failed, continuing without it: %s", what, _describe(e, h["uri"]))
+            h["warned"] = True
+
+
+def _numeric(d: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+    """Finite numbers of `metrics` (others skipped) to the active run."""
+    if not _active:
+        return
+    import mlflow
+
+    m = _numeric(metrics)
+    if m:
+        _soft("log_metrics", mlflow.log_metrics, m, step=step)
+
+
+def log_epoch(record: dict[str, Any], step: int | None = None) -> None:
+    """One history record (losses, noise norm, lrs, clips/s) at step = its epoch (1-based)."""
+    if step is None:
+        step = int(record.get("epoch", 0)) + 1
+    m = {k: v for k, v in record.items() if k not in ("epoch", "step")}
+    if "step" in record:
+        m["train_steps"] = record["step"]
+    log_metrics(m, step=step)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    if not _active:
+        return
+    import mlflow
+
+    with errors("MLflow set_tags", _active[-1]["uri"]):
+        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+
+
+def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
+    """A file or a folder (recursively) into the active run's artifacts."""
+    if not _active:
+        return
+    import mlflow
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: artifact to log does not exist")
+    with errors(f"MLflow log_artifacts {path}", _active[-1]["uri"]):
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# The logged detector
+
+def forward_shape(meta: dict[str, Any], batch: int = 2) -> tuple[int, ...]:
+    """Shape of the tensor the detector's forward() takes (what `scored_prediction` feeds it)."""
+    c = int(meta["channels"])
+    h, w = (int(x) for x in meta["size"])
+    variant = meta.get("config", {}).get("model", {}).get("ltgpa", {}).get("variant", "video")
+    if meta["method"] == "ltgpa" and variant == "image":
+        return (batch, c, h, w)
+    frames = int(meta["clip_len"]) if meta["method"] == "ltgpa" else int(meta["scored_index"])
+    return (batch, c, frames, h, w)
+
+
+def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: str = "model") -> dict[str, Any] | None:
+    """Log model.pt as an MLflow PyTorch model of the active run; returns {model_uri, model_id, run_id}.
+
+    The MLflow flavor holds the detector exported with torch.export ("pt2": loads without
+    pseudovad or pickle; batch dimension dynamic), with a signature and an input example of its
+    forward shape, e.g. (B, C, L, H, W) float32 for LTGPA. Beside it, as extra files, the
+    pseudovad model.pt itself (what `load_model` / `score` use: weights + config + calibration)
+    and its pre-processing meta as JSON; the same meta is in the MLmodel `metadata`. Tagged with
+    the file's sha256 so `register` reuses this logged model instead of uploading it again.
+    """
+    if not _active:
+        return None
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from pseudovad.io import sha256_file
+    from pseudovad.models.io import load_model
+
+    model_path = Path(model_path)
+    net, file_meta = load_model(model_path, "cpu")
+    meta = meta or file_meta
+    pre = {k: meta.get(k) for k in PREPROCESSING_KEYS}
+    example = np.zeros(forward_shape(meta), dtype=np.float32)
+    with torch.no_grad():
+        out = net(torch.from_numpy(example))
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]))]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *out.shape[1:]))]))
+    sha = sha256_file(model_path)
+    with tempfile.TemporaryDirectory(prefix="pseudovad-logmodel-") as tmp:
+        meta_file = Path(tmp) / META_FILE
+        meta_file.write_text(json.dumps(pre, indent=2) + "\n")
+        model_file = model_path
+        if model_path.name != MODEL_FILE:
+            model_file = Path(tmp) / MODEL_FILE
+            shutil.copyfile(model_path, model_file)
+        common = dict(name=name, signature=signature, input_example=example,
+                      extra_files=[str(model_file), str(meta_file)],
+                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                      metadata={"pseudovad": pre},
+                      tags={"model_sha256": sha, "method": str(meta.get("method"))})
+        with errors(f"MLflow log_model {model_path}", _active[-1]["uri"]):
+            try:
+                info = mlflow.pytorch.log_model(net, serialization_format="pt2", **common)
+            except Exception as e:  # torch.export cannot trace every model; pickle always works
+                if isinstance(e, (OSError, ConnectionError)) or "API request" in str(e):
+                    raise
+                log.warning("torch.export failed for %s (%s); logging the model pickled instead",
+                            model_path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+                info = mlflow.pytorch.log_model(net, serialization_format="pickle", **common)
+    return {"model_uri": info.model_uri, "model_id": info.model_id, "run_id": active_run_id(), "sha256": sha}
+
+
+def find_logged_model(cfg, sha256: str) -> str | None:
+    """models:/<model_id> of a logged model in the experiment whose model.pt has this sha256."""
+    c = client()
+    exp = experiment_id(cfg)
+    found = c.search_logged_models(experiment_ids=[exp], filter_string=f"tags.model_sha256 = '{sha256}'",
+                                   max_results=1)
+    return f"models:/{found[0].model_id}" if found else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
+_RUN_URI = re.compile(r"^runs:/(?P<run>[0-9a-zA-Z]+)/(?P<path>.+)$")
+
+
+def _bad_uri(uri: str) -> TrackingError:
+    return TrackingError(f"{uri}: not a valid model URI (expected models:/NAME@ALIAS, models:/NAME/VERSION, "
+                         "runs:/RUN_ID/PATH or a model.pt path)")
+
+
+def resolve_version(name: str, alias: str | None = None, version: str | None = None) -> str:
+    """The version number an alias points to (or the given version), with errors naming what is missing."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    uri = tracking_uri()
+    try:
+        rm = c.get_registered_model(name)
+    except MlflowException as e:
+        if "RESOURCE_DOES_NOT_EXIST" in _error_code(e) or "not found" in str(e).lower():
+            raise TrackingError(f"models:/{name}: no registered model {name!r} in {redact(uri)}") from None
+        raise
+    if alias is not None:
+        aliases = dict(rm.aliases or {})
+        if alias not in aliases:
+            known = ", ".join(sorted(aliases)) or "none"
+            raise TrackingError(f"models:/{name}@{alias}: registered model {name!r} has no alias {alias!r} "
+                                f"(aliases: {known})")
+        return str(aliases[alias])
+    try:
+        c.get_model_version(name, str(version))
+    except MlflowException as e:
+        if "RESOURCE_DOES_NOT_EXIST" in _error_code(e) or "not found" in str(e).lower():
+            raise TrackingError(f"models:/{name}/{version}: registered model {name!r} has no version {version}") from None
+        raise
+    return str(version)
+
+
+def _download(artifact_uri: str, key: str) -> Path:
+    """Download one file into a per-model cache folder, replacing any older copy atomically."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    root = Path(os.environ.get("PSEUDOVAD_MODEL_CACHE") or Path(tempfile.gettempdir()) / "pseudovad-models")
+    dest = root / hashlib.sha256(key.encode()).hexdigest()[:16] / MODEL_FILE
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:
+        try:
+            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp,
+                                                           tracking_uri=tracking_uri()))
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" not in _error_code(e):
+                raise
+            raise TrackingError(f"{artifact_uri}: no such artifact (not a model logged by pseudovad?)") from None
+        if got.is_dir():
+            raise DataError(f"{artifact_uri}: is a folder, not a model file")
+        os.replace(got, dest)
+    return dest
+
+
+def fetch_model_file(uri: str) -> Path:
+    """A local copy of the pseudovad model.pt behind an MLflow URI.
+
+    models:/NAME@ALIAS and models:/NAME/VERSION (registry), models:/<model_id> (a logged model),
+    runs:/RUN_ID/<logged model name> or runs:/RUN_ID/<path>.pt (an artifact), mlflow-artifacts:/….pt.
+    The tracking URI is MLFLOW_TRACKING_URI, else the one the running stage configured.
+    """
+    uri = str(uri).strip()
+    configure(uri=tracking_uri())
+    where = f"{uri} (tracking {redact(tracking_uri())})"
+    with errors(where):
+        if uri.startswith("models:/"):
+            m = _MODEL_URI.match(uri)
+            if not m:
+                raise _bad_uri(uri)
+            name, alias, version = m["name"], m["alias"], m["version"]
+            if alias is None and version is None:
+                if not name.startswith("m-"):
+                    raise _bad_uri(uri)
+                location = client().get_logged_model(name).artifact_location
+                return _download(f"{location}/extra_files/{MODEL_FILE}", f"{tracking_uri()}|{uri}")
+            v = resolve_version(name, alias, version)
+            return _download(f"models:/{name}/{v}/extra_files/{MODEL_FILE}", f"{tracking_uri()}|{name}|{v}")
+        if uri.startswith("runs:/"):
+            m = _RUN_URI.match(uri)
+            if not m:
+                raise _bad_uri(uri)
+            target = uri if m["path"].endswith(".pt") else f"{uri.rstrip('/')}/extra_files/{MODEL_FILE}"
+            return _download(target, f"{tracking_uri()}|{uri}")
+        if uri.startswith("mlflow-artifacts:/") and uri.endswith(".pt"):
+            return _download(uri, f"{tracking_uri()}|{uri}")
+        raise _bad_uri(uri)
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return os.environ.get("USER") or "unknown"
