@@ -7,6 +7,7 @@ through the standard environment chain, and are distinctive so tests can grep ou
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import urllib.request
 from typing import Iterator
@@ -25,6 +26,7 @@ _CLEARED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPO
 @contextlib.contextmanager
 def s3_server() -> Iterator[str]:
     """Start the server on a free port, yield its endpoint URL, stop it."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)   # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

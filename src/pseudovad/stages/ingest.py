@@ -115,11 +115,12 @@ def check_header(path: Path, cfg: Config) -> dict[str, Any]:
 
 
 def check_decoded(frames: int, info: dict[str, Any], cfg: Config) -> None:
-    if frames < cfg.ingest.min_frames:
-        raise Rejected(f"too short: {frames} decodable frames < ingest.min_frames ({cfg.ingest.min_frames})")
+    """A cut-off upload decodes fewer frames than its header declares; a short one is just short."""
     expected = info.get("frames") or 0
     if expected > 0 and frames < expected - max(2, int(TRUNCATION_TOLERANCE * expected)):
         raise Rejected(f"truncated: decoded {frames} of the {expected} frames the container declares")
+    if frames < cfg.ingest.min_frames:
+        raise Rejected(f"too short: {frames} decodable frames < ingest.min_frames ({cfg.ingest.min_frames})")
 
 
 def _reason(e: Exception, path: Path) -> str:
