@@ -154,17 +154,21 @@ class ScoreConfig:
 
 @dataclass
 class TuneConfig:
-    num_samples: int = 8
-    max_epochs: int = 10
-    grace_period: int = 1
+    """Ray Tune search (`pseudovad tune`); the protocol is in README's tune section."""
+
+    num_samples: int = 8                    # random: trials (× every grid point); grid: ignored
+    max_epochs: int = 10                    # train.epochs of every trial; ASHA's max_t
+    grace_period: int = 1                   # ASHA: epochs before a trial can be stopped
+    reduction_factor: float = 4.0           # ASHA: keep the top 1/reduction_factor at each rung
     scheduler: str = "asha"                 # asha | fifo
     search: str = "random"                  # random | grid | optuna | hyperopt
-    val_videos: list[str] = field(default_factory=list)
+    val_videos: list[str] = field(default_factory=list)   # labelled test videos tuned on; never in test_auc
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_failures: int = 1
+    gpus_per_trial: float = 0.0             # a fraction shares a GPU between trials
+    max_concurrent: int = 0                 # trials at once; 0 = as many as the resources allow
+    max_failures: int = 1                   # retries of a failing trial before it is reported as errored
     address: Optional[str] = None           # None: local Ray; ray://… or auto for a cluster
-    space: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)   # dotted key → spec; {}: the method's default space
     out: str = "runs/tune"
 
 
@@ -431,6 +435,11 @@ def validate(cfg: Config) -> Config:
     _check(1 <= tu.grace_period <= tu.max_epochs, "tune.grace_period", "must be in [1, tune.max_epochs]")
     _check(tu.cpus_per_trial > 0, "tune.cpus_per_trial", "must be > 0")
     _check(tu.gpus_per_trial >= 0, "tune.gpus_per_trial", "must be ≥ 0")
+    _check(tu.reduction_factor > 1, "tune.reduction_factor", f"must be > 1, got {tu.reduction_factor}")
+    _check(tu.max_concurrent >= 0, "tune.max_concurrent", f"must be ≥ 0, got {tu.max_concurrent}")
+    _check(tu.max_failures >= 0, "tune.max_failures", f"must be ≥ 0, got {tu.max_failures}")
+    dup = sorted({v for v in tu.val_videos if tu.val_videos.count(v) > 1})
+    _check(not dup, "tune.val_videos", f"lists {', '.join(dup)} more than once")
     ig = cfg.ingest
     _check(ig.min_frames >= 1, "ingest.min_frames", "must be ≥ 1")
     _check(0 < ig.min_size <= ig.max_size, "ingest.min_size", "must be in (0, ingest.max_size]")
