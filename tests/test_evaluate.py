@@ -233,3 +233,21 @@ def test_report_table_from_two_metrics_files(evaluated, tmp_path, capsys):
     assert text.startswith("| method · variant | synthetic | ped2 |") and "| ltgpa · baseline |  | 92.49 |" in text
     assert "92.49" in capsys.readouterr().out
     assert cli_main(["report", str(tmp_path / "train.json")]) == 2  # named explicitly: must be evaluate metrics
+
+
+def test_rows_are_labelled_by_method_and_variant():
+    from pseudovad.evaluation.report import describe_model
+
+    cfg = lambda **p: {"model": {"method": "ltgpa", "ltgpa": {"variant": "video"}}, "pseudo": {"p": 0.5, **p}}  # noqa: E731
+    assert describe_model(cfg(kind="none"))["variant"] == "baseline"
+    assert describe_model(cfg(kind="learned", p=0.0))["variant"] == "baseline"
+    assert describe_model(cfg(kind="gaussian", sigma=0.5)) == {"method": "ltgpa", "pseudo_kind": "gaussian",
+                                                                "variant": "gaussian σ=0.5"}
+    mae = describe_model({"model": {"method": "mae_nct"}, "pseudo": {"mode": "nct"}})
+    assert mae == {"method": "mae_nct", "pseudo_kind": "nct", "variant": "nct"}
+
+
+def test_unquoted_numeric_video_ids_get_a_hint(evaluated, tmp_path):
+    cfg, tmp, _ = evaluated
+    with pytest.raises(DataError, match=r"no testing video\(s\) 2 .*quote video ids"):
+        evaluate.run(cfg, out=tmp_path / "e", videos=["2"])

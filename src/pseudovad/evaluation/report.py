@@ -15,24 +15,27 @@ REQUIRED = ("auc_micro", "method", "dataset")
 
 
 def describe_model(config: dict[str, Any]) -> dict[str, str]:
-    """{method, pseudo_kind, variant} from a model's config dict (model.pt meta["config"])."""
+    """{method, pseudo_kind, variant} from a model's config dict (model.pt meta["config"]).
+
+    pseudo_kind is the raw setting, as the train summary records it (LTGPA: pseudo.kind, MAE-NCT:
+    pseudo.mode); variant is the table's row label (baseline, gaussian σ=…, learned, nct).
+    """
     model = config.get("model", {})
     pseudo = config.get("pseudo", {})
     method = model.get("method", "ltgpa")
     if method == "ltgpa":
         kind = pseudo.get("kind", "learned")
-        if pseudo.get("p", 0.5) == 0:
-            kind = "none"
         variant = {"none": "baseline", "learned": "learned"}.get(kind, kind)
         if kind == "gaussian":
             variant = f"gaussian σ={pseudo.get('sigma', 0.1):g}"
+        if pseudo.get("p", 0.5) == 0:        # pseudo anomalies never drawn: the baseline
+            variant = "baseline"
         if model.get("ltgpa", {}).get("variant") == "image":
             method = "ltgpa-image"
         return {"method": method, "pseudo_kind": kind, "variant": variant}
-    mode = pseudo.get("mode", "nct")
-    kind = "none" if mode == "none" else "mask"
+    mode = pseudo.get("mode", "nct")       # MAE-NCT's pseudo anomalies are always masked patches
     variant = {"none": "baseline", "nct": "nct"}.get(mode, f"{mode} p={pseudo.get('p', 0.5):g}")
-    return {"method": method, "pseudo_kind": kind, "variant": variant}
+    return {"method": method, "pseudo_kind": mode, "variant": variant}
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:

@@ -92,7 +92,14 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
     out = Path(out or cfg.evaluate.out)
     fs = store if isinstance(store, FrameStore) else FrameStore(store or cfg.data.store)
     only = list(videos or cfg.evaluate.videos or []) or None
-    entries = fs.videos("testing", only)
+    try:
+        entries = fs.videos("testing", only)
+    except DataError as e:
+        known = {x.id for x in fs.videos("testing")}
+        if only and any(v.isdigit() and v not in known and any(k.lstrip("0") == v.lstrip("0") for k in known) for v in only):
+            raise DataError(f"{e} (YAML reads 01 as the number 1: quote video ids, e.g. "
+                            "-p 'evaluate.videos=[\"01\"]', or use --videos 01)") from None
+        raise
     if not entries:
         raise DataError(f"{fs.root}: no test videos in the frame store")
     labels = {e.id: fs.labels(e).astype(np.int64) for e in entries}
