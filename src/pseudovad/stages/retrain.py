@@ -1,0 +1,145 @@
+"""`retrain`: ingest → train → evaluate → register, one command for a schedule (cron, KFP).
+
+Each run first ingests new footage (see `ingest`). Then it decides whether there is anything to
+learn: the training split's fingerprint names a *round*; if that round already finished, or the
+champion was trained on exactly this data, the run says so and exits 0 without training. Else
+it trains in `runs/retrain/<round>/train` — warm-started from the champion's weights when
+`ingest.warm_start` is true and a champion exists (pinned as models:/NAME/VERSION, so the run
+records which weights it started from), from scratch otherwise — evaluates on the store's fixed,
+labelled test split and registers the model, where the promotion gate decides whether it becomes
+champion. The detector in production can therefore only stay the same or get better.
+
+A run killed mid-training is resumed by the next one (same round, same checkpoint folder).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from pseudovad import config as config_mod
+from pseudovad import tracking
+from pseudovad.config import Config
+from pseudovad.data.store import FrameStore
+from pseudovad.errors import ConfigError, DataError
+from pseudovad.io import write_json
+from pseudovad.stages import evaluate, ingest, register, train
+
+log = logging.getLogger(__name__)
+DEFAULT_OUT = "runs/retrain"
+SUMMARY = "retrain.json"
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """A cron tick that fires while the last round still trains must not start a second one."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"{out / '.lock'}: another retrain is running") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def champion(cfg: Config) -> Optional[dict[str, str]]:
+    """The registered champion (version, train_fingerprint), or None when there is none yet."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.registered_model_name
+    uri = tracking.configure(cfg)
+    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
+        c = tracking.client()
+        try:
+            rm = c.get_registered_model(name)
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(e, "error_code", "")):
+                return None
+            raise
+        version = (rm.aliases or {}).get(register.CHAMPION)
+        if version is None:
+            return None
+        mv = c.get_model_version(name, str(version))
+        return {"version": str(version), "train_fingerprint": mv.tags.get("train_fingerprint", ""),
+                "uri": f"models:/{name}/{version}"}
+
+
+def round_config(cfg: Config, rdir: Path, init: Optional[str]) -> Config:
+    """The same params with this round's output folders and warm start."""
+    tree = cfg.to_dict()
+    tree["train"].update(out=str(rdir / "train"), init=init)
+    tree["evaluate"]["out"] = str(rdir / "evaluate")
+    tree["registry"]["out"] = str(rdir / "register")
+    return config_mod.from_dict(tree)
+
+
+def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None,
+        progress: bool = False) -> dict[str, Any]:
+    out = Path(out or DEFAULT_OUT)
+    store = Path(cfg.data.store)
+    if not cfg.tracking.enabled:
+        raise ConfigError("tracking.enabled: false, but retrain needs the MLflow registry (champion, gate)")
+    with _lock(out):
+        fs = FrameStore(store)              # fails early, naming the store, if it was never pulled/extracted
+        if not fs.videos("testing"):
+            raise DataError(f"{store}: no labelled test videos to evaluate on (run `dvc pull` or `pseudovad extract`)")
+        got = ingest.run(cfg, source=source, progress=progress)
+        fingerprint = FrameStore(store).fingerprint("training")
+        rdir = out / fingerprint[:12]
+        summary: dict[str, Any] = {"round": rdir.name, "train_fingerprint": fingerprint,
+                                   "ingested": [v["video"] for v in got["ingested"]],
+                                   "quarantined": len(got["quarantined"]), "failed": got["failed"],
+                                   "source": got["source"], "status": None}
+        champ = champion(cfg)
+        summary["champion_before"] = champ["version"] if champ else None
+        if (rdir / SUMMARY).is_file() or (champ and champ["train_fingerprint"] == fingerprint):
+            summary["status"] = "nothing-new"
+            summary["reason"] = (f"round {rdir.name} already done" if (rdir / SUMMARY).is_file()
+                                 else f"champion v{champ['version']} was trained on exactly this data")
+            write_json(out / "last.json", summary)
+            return summary
+
+        init = champ["uri"] if (champ and cfg.ingest.warm_start) else None
+        rcfg = round_config(cfg, rdir, init)
+        summary["warm_start"] = init
+        with tracking.run(rcfg, "retrain", fingerprint=fingerprint,
+                          tags={"retrain.round": rdir.name, "retrain.ingested": len(got["ingested"]),
+                                "retrain.warm_start": init or "scratch"}):
+            trained = train.run(rcfg, progress=progress)
+            metrics = evaluate.run(rcfg, model=trained["model"], progress=progress)
+            decision = register.run(rcfg, model=trained["model"], metrics=Path(rcfg.evaluate.out) / "metrics.json")
+            tracking.set_tags({"retrain.decision": "promoted" if decision["promoted"] else "kept",
+                               "retrain.version": decision["version"]})
+        summary.update(status="promoted" if decision["promoted"] else "kept", reason=decision["reason"],
+                       version=decision["version"], champion_after=decision["champion_after"],
+                       auc_micro=metrics["auc_micro"], champion_auc_micro=decision["champion_auc_micro"],
+                       model=trained["model"], steps=trained["steps"])
+        write_json(rdir / SUMMARY, summary)
+        write_json(out / "last.json", summary)
+        return summary
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--source", help="s3://bucket/prefix or a local folder (default: ingest.source, "
+                                    "else s3://storage.bucket/storage.prefix)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"one folder per round, plus last.json (default: {DEFAULT_OUT})")
+
+
+def main(cfg: Config, args) -> int:
+    s = run(cfg, args.source, args.out, progress=not os.environ.get("PSEUDOVAD_NO_PROGRESS"))
+    new = f"{len(s['ingested'])} new video(s), {s['quarantined']} quarantined"
+    if s["status"] == "nothing-new":
+        print(f"retrain: no new footage to learn from ({new}; {s['reason']}); nothing to do")
+    else:
+        start = f"warm start from {s['warm_start']}" if s["warm_start"] else "from scratch"
+        print(f"retrain: round {s['round']} ({new}), trained {start} for {s['steps']} steps, "
+              f"auc_micro {s['auc_micro']:.4f} → v{s['version']} {s['status']}; {s['reason']}")
+    for f in s["failed"]:
+        print(f"retrain: not downloaded (the next run resumes): {f['error']}")
+    return 1 if s["failed"] else 0

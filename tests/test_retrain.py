@@ -1,0 +1,88 @@
+"""Scheduled retraining end to end: footage from a real S3 server, a real MLflow server, the
+gate deciding, and nothing done (exit 0) when nothing is new."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pseudovad.cli import main as cli_main
+from pseudovad.stages import extract, retrain, synthesize
+from tests.conftest import tiny_cfg
+from tests.mlflow_server import mlflow_server  # noqa: F401  (module-scoped fixture)
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, make_bucket, s3_endpoint, s3_endpoint_session  # noqa: F401
+from tests.test_ingest import footage
+
+NAME = "pv-retrain"
+SMALL = {"model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}}}
+
+
+@pytest.mark.integration
+def test_retrain_end_to_end(tmp_path, s3_endpoint, mlflow_server, capfd, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PSEUDOVAD_MODEL_CACHE", str(tmp_path / "model-cache"))
+    client = make_bucket(s3_endpoint, "cams")
+    cfg = tiny_cfg(tmp_path, **SMALL,
+                   storage={"bucket": "cams", "prefix": "footage/"},
+                   ingest={"quarantine": str(tmp_path / "quarantine"), "min_frames": 24},
+                   train={"epochs": 1, "max_steps": 3, "batch_size": 2, "lr": 2e-3, "val_fraction": 0.25},
+                   evaluate={"top_k": 0},
+                   tracking={"enabled": True, "uri": mlflow_server, "artifact_location": str(tmp_path / "mlruns")},
+                   registry={"model_name": NAME, "min_delta": 1.0})   # nothing can beat a champion by 1.0 AUC
+    synthesize.run(cfg)
+    extract.run(cfg, progress=False)
+    out = tmp_path / "retrain"
+
+    # no champion yet: the first round bootstraps one from scratch
+    first = retrain.run(cfg, out=out)
+    assert first["status"] == "promoted" and first["warm_start"] is None and first["version"] == "1"
+    assert first["ingested"] == []
+
+    # nothing new: says so, exit 0, trains nothing
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert cli_main(["retrain", "-P", str(params), "--out", str(out)]) == 0
+    assert "no new footage to learn from" in capfd.readouterr().out
+    assert len(list(out.glob("*/retrain.json"))) == 1
+
+    # new footage in the bucket (one file broken): ingest, warm start from the champion, the gate says no
+    client.upload_file(str(footage(tmp_path / "u/1.avi", cfg, seed=71)), "cams", "footage/day2/a.avi")
+    client.upload_file(str(footage(tmp_path / "u/2.avi", cfg, seed=72)), "cams", "footage/day2/b.avi")
+    client.put_object(Bucket="cams", Key="footage/day2/c.avi", Body=b"partial upload")
+    second = retrain.run(cfg, out=out)
+    assert len(second["ingested"]) == 2 and second["quarantined"] == 1
+    assert second["warm_start"] == f"models:/{NAME}/1"
+    assert second["status"] == "kept" and second["version"] == "2" and second["champion_after"] == "1"
+    assert "min_delta 1" in second["reason"] or "does not beat" in second["reason"]
+    assert second["round"] != first["round"]
+    decision = json.loads((out / second["round"] / "register/decision.json").read_text())
+    assert decision["promoted"] is False and decision["auc_micro"] == second["auc_micro"]
+
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=mlflow_server)
+    assert c.get_registered_model(NAME).aliases == {"champion": "1", "challenger": "2"}
+    assert c.get_model_version(NAME, "2").tags["gate.decision"] == "kept"
+    exp = c.get_experiment_by_name(cfg.experiment_name)
+    runs = c.search_runs([exp.experiment_id])
+    trains = [r for r in runs if r.data.tags.get("pseudovad.stage") == "train"]
+    assert sorted(r.data.params["train.init"] for r in trains) == [f"models:/{NAME}/1", "null"]
+    parents = [r for r in runs if r.data.tags.get("pseudovad.stage") == "retrain"]
+    assert sorted(r.data.tags["retrain.decision"] for r in parents) == ["kept", "promoted"]
+
+    # the same data again: nothing to do, even though the champion never saw it
+    third = retrain.run(cfg, out=out)
+    assert third["status"] == "nothing-new" and "already done" in third["reason"]
+
+    # no credential anywhere: terminal, MLflow params and tags, registry tags, files written
+    texts = [capfd.readouterr().out + capfd.readouterr().err]
+    for r in runs:
+        texts += [json.dumps(r.data.params), json.dumps(r.data.tags)]
+    for mv in c.search_model_versions(f"name = '{NAME}'"):
+        texts.append(json.dumps(mv.tags))
+    texts += [p.read_text(errors="replace") for p in tmp_path.rglob("*.json")]
+    for text in texts:
+        assert SECRET_KEY not in text and ACCESS_KEY not in text
