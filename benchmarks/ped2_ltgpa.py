@@ -93,6 +93,13 @@ def shown_params(cfg: config_mod.Config) -> dict:
     return out
 
 
+class _FlowLists(yaml.SafeDumper):
+    """Block mappings, [a, b] lists: params.yaml's own style."""
+
+
+_FlowLists.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
 def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -197,7 +204,7 @@ def main() -> int:
         "<details><summary>exact params (shared by all variants, apart from pseudo.kind and train.max_steps)</summary>",
         "",
         "```yaml",
-        yaml.safe_dump(common, sort_keys=False, default_flow_style=None).rstrip(),
+        yaml.dump(common, Dumper=_FlowLists, sort_keys=False, allow_unicode=True).rstrip(),
         "```",
         "</details>",
         "",
