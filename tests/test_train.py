@@ -269,3 +269,11 @@ def test_image_variant_one_class_protocol(tmp_path):
     assert s["best_epoch"] in (0, 1) and all("val_psnr" in h for h in s["history"])
     model, meta = load_model(tmp_path / "img/model.pt")
     assert meta["value_range"] == "unit" and isinstance(model, ImageAutoencoder)
+
+
+def test_bf16_autocast_option_trains(tiny_store):
+    cfg = _tiny_train_cfg(tiny_store, epochs=1, max_steps=3, amp=True)
+    s = train.run(cfg, progress=False)
+    assert s["steps"] == 3 and s["loss_f_normal" if "loss_f_normal" in s else "loss_f_pseudo"] > 0
+    model, _ = load_model(tiny_store / "train/model.pt")
+    assert next(model.parameters()).dtype == torch.float32  # weights stay fp32 under autocast
