@@ -1,0 +1,17 @@
+"""The container images every component runs in: named in this one place.
+
+The tag is the package version, so an image built from this checkout (`docker/`, see README)
+and a pipeline compiled from it agree. `PSEUDOVAD_IMAGE` / `PSEUDOVAD_CUDA_IMAGE` override the
+names at compile time (a private registry, a CI build tag); components read them when imported,
+so set them before importing `components` (the `pseudovad-kfp --image` flags do).
+"""
+from __future__ import annotations
+
+import os
+
+REPOSITORY = "ghcr.io/pseudovad/pseudovad"
+VERSION = "0.1.0"          # = [project] version in pyproject.toml (a test checks)
+CUDA_SUFFIX = "-cuda"
+
+IMAGE = os.environ.get("PSEUDOVAD_IMAGE") or f"{REPOSITORY}:{VERSION}"
+CUDA_IMAGE = os.environ.get("PSEUDOVAD_CUDA_IMAGE") or f"{IMAGE}{CUDA_SUFFIX}"

@@ -1,0 +1,280 @@
+"""`pseudovad-kfp` (or `python -m pipelines`): compile, submit, schedule and locally run the pipelines.
+
+  pseudovad-kfp compile training -o training.yaml
+  pseudovad-kfp run training -a dataset_uri=s3://bucket/ped2 -a mlflow_uri=http://mlflow:5000
+  pseudovad-kfp schedule retraining --cron "0 0 3 * * *" -a source=s3://cams/footage/ ...
+  pseudovad-kfp local training -a dataset_uri=data/synthetic -a mlflow_uri=http://127.0.0.1:5000 -P params.yaml
+
+Pipeline arguments are `-a NAME=VALUE` (VALUE read as YAML: numbers, true/false, lists, dicts)
+and are checked against the pipeline's parameters before anything is compiled or sent.
+`-P FILE` passes a params.yaml as the `params` argument. The KFP endpoint comes from --host or
+$KFP_HOST (or kfp's own $KF_PIPELINES_ENDPOINT); the token from --token, $KFP_TOKEN, or the
+projected service-account token file named by $KF_PIPELINES_SA_TOKEN_PATH (in-cluster).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pseudovad.errors import ConfigError, PseudovadError
+
+PIPELINES = {
+    "training": ("pipelines.training", "training_pipeline"),
+    "retraining": ("pipelines.retraining", "retraining_pipeline"),
+}
+
+
+def load_pipeline(name: str, image: str | None = None, cuda_image: str | None = None):
+    """Import a pipeline; image overrides must be in the environment before `components` loads."""
+    if image:
+        os.environ["PSEUDOVAD_IMAGE"] = image
+    if cuda_image:
+        os.environ["PSEUDOVAD_CUDA_IMAGE"] = cuda_image
+    module, attr = PIPELINES[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def pipeline_inputs(pipeline) -> dict[str, Any]:
+    return dict(pipeline.component_spec.inputs or {})
+
+
+def parse_arguments(pipeline, assignments: list[str], params_file: str | None = None,
+                    require: bool = True) -> dict[str, Any]:
+    """`NAME=VALUE` strings → typed pipeline arguments; unknown or missing names are errors."""
+    inputs = pipeline_inputs(pipeline)
+    args: dict[str, Any] = {}
+    if params_file:
+        path = Path(params_file)
+        if not path.is_file():
+            raise ConfigError(f"{path}: params file not found")
+        text = path.read_text()
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        args["params"] = text
+    for a in assignments:
+        name, sep, raw = a.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConfigError(f"argument {a!r}: expected NAME=VALUE")
+        if name not in inputs:
+            raise ConfigError(f"argument {name!r}: not a parameter of {pipeline.name} "
+                              f"(known: {', '.join(sorted(inputs))})")
+        args[name] = _typed(name, inputs[name].type, raw)
+    if require:
+        missing = [n for n, spec in inputs.items() if n not in args and spec.default is None and not spec.optional]
+        if missing:
+            raise ConfigError(f"{pipeline.name}: missing required argument(s) {', '.join(missing)} (pass -a NAME=VALUE)")
+    return args
+
+
+def _typed(name: str, kfp_type: str, raw: str) -> Any:
+    if kfp_type == "String":
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"argument {name}: {raw!r} is not valid YAML") from None
+    expected = {"Integer": int, "Float": (int, float), "Boolean": bool, "List": list, "Dict": dict}.get(kfp_type)
+    if expected is not None and (not isinstance(value, expected) or (kfp_type in ("Integer", "Float")
+                                                                      and isinstance(value, bool))):
+        raise ConfigError(f"argument {name}: expected {kfp_type.lower()}, got {raw!r}")
+    return float(value) if kfp_type == "Float" else value
+
+
+def compile_pipeline(pipeline, out: str | Path) -> Path:
+    from kfp import compiler
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(out))
+    return out
+
+
+def client(host: str | None, token: str | None, namespace: str | None):
+    """kfp.Client from flags, then environment; the token is never printed."""
+    import kfp
+    from kfp.client import ServiceAccountTokenVolumeCredentials
+
+    host = host or os.environ.get("KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
+    if not host:
+        raise ConfigError("KFP endpoint: pass --host or set KFP_HOST (e.g. http://localhost:8080 after "
+                          "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)")
+    token = token or os.environ.get("KFP_TOKEN")
+    kwargs: dict[str, Any] = {"host": host}
+    if namespace:
+        kwargs["namespace"] = namespace
+    if token:
+        kwargs["existing_token"] = token
+    elif os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"):
+        path = os.environ["KF_PIPELINES_SA_TOKEN_PATH"]
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: KF_PIPELINES_SA_TOKEN_PATH names no file")
+        kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(path)
+    return kfp.Client(**kwargs)
+
+
+def cron(expr: str) -> str:
+    """KFP schedules take 6 fields (seconds first); a standard 5-field cron gets second 0."""
+    fields = expr.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ConfigError(f"--cron {expr!r}: expected 5 fields (min hour day month weekday) or 6 (with seconds first)")
+    return " ".join(fields)
+
+
+# ----------------------------------------------------------------------------------------------
+
+def cmd_compile(a) -> int:
+    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
+    out = compile_pipeline(pipeline, a.output or f"{a.pipeline}.yaml")
+    print(f"compiled {pipeline.name} → {out}")
+    return 0
+
+
+def _package(a, pipeline, tmp: str) -> str:
+    return str(compile_pipeline(pipeline, Path(tmp) / f"{pipeline.name}.yaml"))  # the default run name
+
+
+def cmd_run(a) -> int:
+    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
+    args = parse_arguments(pipeline, a.arg, a.params)
+    c = client(a.host, a.token, a.namespace)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = c.create_run_from_pipeline_package(
+            _package(a, pipeline, tmp), arguments=args, run_name=a.run_name,
+            experiment_name=a.experiment, namespace=a.namespace, pipeline_root=a.pipeline_root,
+            enable_caching=False if a.no_cache else None, service_account=a.service_account)
+    print(f"submitted {pipeline.name}: run {result.run_id} in experiment {a.experiment}")
+    if a.wait:
+        done = result.wait_for_run_completion(timeout=a.wait)
+        state = getattr(done, "state", None)
+        print(f"run {result.run_id}: {state}")
+        return 0 if str(state).upper() == "SUCCEEDED" else 1
+    return 0
+
+
+def cmd_schedule(a) -> int:
+    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
+    args = parse_arguments(pipeline, a.arg, a.params)
+    schedule = cron(a.cron)
+    c = client(a.host, a.token, a.namespace)
+    experiment = c.create_experiment(a.experiment, namespace=a.namespace)
+    with tempfile.TemporaryDirectory() as tmp:
+        job = c.create_recurring_run(
+            experiment_id=experiment.experiment_id, job_name=a.name or f"{pipeline.name}-schedule",
+            cron_expression=schedule, max_concurrency=a.max_concurrency, no_catchup=not a.catchup,
+            params=args, pipeline_package_path=_package(a, pipeline, tmp), pipeline_root=a.pipeline_root,
+            enable_caching=False if a.no_cache else None, service_account=a.service_account)
+    print(f"scheduled {pipeline.name} '{schedule}': recurring run {job.recurring_run_id} in experiment {a.experiment}")
+    return 0
+
+
+def cmd_local(a) -> int:
+    import warnings
+
+    from kfp import local
+
+    pipeline = load_pipeline(a.pipeline)
+    args = parse_arguments(pipeline, a.arg, a.params)
+    root = Path(a.root).resolve()
+    inputs = pipeline_inputs(pipeline)
+    # a workstation has no checkpoint volume: keep checkpoints beside the outputs
+    if "checkpoint_dir" in inputs and "checkpoint_dir" not in args:
+        args["checkpoint_dir"] = str(root / "checkpoints")
+    for key in ("dataset_uri", "source", "store_dir"):
+        value = args.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            args[key] = str(Path(value).resolve())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "outputs"),
+               enable_caching=a.cache)
+    with warnings.catch_warnings():
+        # the project image name has no "python" in it; locally the current interpreter runs the steps
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        pipeline(**args)
+    print(f"local run of {pipeline.name} finished; outputs under {root / 'outputs'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pseudovad-kfp", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def pipeline_arg(p):
+        p.add_argument("pipeline", choices=sorted(PIPELINES), help="which pipeline")
+
+    def images(p):
+        p.add_argument("--image", help="CPU image for the steps (default: components.image.IMAGE, $PSEUDOVAD_IMAGE)")
+        p.add_argument("--cuda-image", help="CUDA image for train/tune (default: IMAGE + '-cuda', $PSEUDOVAD_CUDA_IMAGE)")
+
+    def arguments(p):
+        p.add_argument("-a", "--arg", action="append", default=[], metavar="NAME=VALUE",
+                       help="pipeline argument (repeatable); see README for every parameter")
+        p.add_argument("-P", "--params", metavar="FILE", help="params.yaml to pass as the `params` argument")
+
+    def connection(p):
+        p.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST)")
+        p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, else $KF_PIPELINES_SA_TOKEN_PATH)")
+        p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user clusters)")
+        p.add_argument("--experiment", default="pseudovad", help="KFP experiment name (default: pseudovad)")
+        p.add_argument("--pipeline-root", help="artifact root, e.g. s3://bucket/kfp (default: the cluster's)")
+        p.add_argument("--service-account", help="Kubernetes service account for the run's pods")
+        p.add_argument("--no-cache", action="store_true", help="disable caching for every step of this run")
+
+    p = sub.add_parser("compile", help="compile a pipeline to IR YAML")
+    pipeline_arg(p)
+    images(p)
+    p.add_argument("-o", "--output", help="output file (default: <pipeline>.yaml)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="submit one run to a KFP cluster")
+    pipeline_arg(p)
+    images(p)
+    arguments(p)
+    connection(p)
+    p.add_argument("--run-name", help="run name shown in the UI")
+    p.add_argument("--wait", type=int, metavar="SECONDS", help="wait for the run to finish; exit 1 unless it succeeded")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("schedule", help="create a recurring run (cron) on a KFP cluster")
+    pipeline_arg(p)
+    images(p)
+    arguments(p)
+    connection(p)
+    p.add_argument("--cron", required=True, help='cron expression: "0 3 * * *" (5 fields) or "0 0 3 * * *" (KFP, seconds first)')
+    p.add_argument("--name", help="recurring run name (default: <pipeline name>-schedule)")
+    p.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at once (default: 1)")
+    p.add_argument("--catchup", action="store_true", help="backfill missed intervals after a pause (default: no)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("local", help="run a pipeline on this machine with kfp.local (SubprocessRunner)")
+    pipeline_arg(p)
+    arguments(p)
+    p.add_argument("--root", default="runs/kfp", help="local pipeline root (default: runs/kfp)")
+    p.add_argument("--cache", action="store_true", help="reuse cached step outputs from earlier local runs")
+    p.set_defaults(func=cmd_local)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return int(a.func(a) or 0)
+    except PseudovadError as e:
+        print(f"pseudovad-kfp {a.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

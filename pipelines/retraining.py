@@ -1,0 +1,58 @@
+"""The retraining pipeline, for a recurring run: ingest → train (warm start) → evaluate → register.
+
+Operators drop new normal footage under an S3 prefix; each run ingests what is new into a frame
+store kept on a volume (it grows run after run, and its labelled test split — the fixed
+evaluation set — stays put), fine-tunes from the registry's champion, evaluates on that same
+test split and lets the promotion gate decide. A run that finds no new footage skips training
+(the ingest report says so). Nothing is cached: the bucket and the champion change between runs
+while the parameters do not.
+"""
+from kfp import dsl
+
+from components import ingest
+from pipelines import tasks
+from pipelines.tasks import DATA_MOUNT, DEFAULT_GPU_TOLERATIONS
+from pipelines.training import train_evaluate_register
+
+NAME = "pseudovad-retraining"
+
+
+@dsl.pipeline(name=NAME, description="pseudovad: ingest new footage (S3) → warm-start train (GPU) → evaluate on "
+                                     "the fixed test set → register with the promotion gate")
+def retraining_pipeline(
+    source: str,
+    mlflow_uri: str,
+    store_dir: str = f"{DATA_MOUNT}/store",
+    quarantine_dir: str = f"{DATA_MOUNT}/quarantine",
+    data_pvc: str = "pseudovad-data",
+    s3_secret: str = "pseudovad-s3",
+    warm_start: bool = True,
+    method: str = "ltgpa",
+    pseudo_kind: str = "learned",
+    lam: float = 0.1,
+    p: float = 0.5,
+    sigma: float = 0.1,
+    mask_ratio: float = 0.75,
+    epochs: int = 20,
+    min_delta: float = 0.0,
+    model_name: str = "",
+    params: str = "",
+    overrides: list = [],
+    accelerator_type: str = "nvidia.com/gpu",
+    gpu_limit: int = 1,
+    gpu_node_selector: dict = {},
+    gpu_tolerations: list = DEFAULT_GPU_TOLERATIONS,
+    checkpoint_dir: str = f"{DATA_MOUNT}/checkpoints",
+    mlflow_secret: str = "pseudovad-mlflow",
+):
+    pp = dict(locals())
+    ing = ingest(source=source, store_dir=store_dir, quarantine_dir=quarantine_dir, params=params,
+                 overrides=overrides)
+    tasks.step(ing, "ingest", cache=False)
+    tasks.preemptible(ing)      # downloads resume; what was committed is not fetched again
+    tasks.volume(ing, data_pvc, DATA_MOUNT)
+    tasks.s3_secret(ing, s3_secret)
+
+    with dsl.If(ing.outputs["Output"] > 0, name="new-footage"):
+        train_evaluate_register(pp, store_dir=store_dir, warm_start=warm_start, volume=(data_pvc, DATA_MOUNT),
+                                cache=False)

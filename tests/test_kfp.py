@@ -1,0 +1,567 @@
+"""Kubeflow: the compiled pipelines ask Kubernetes for what the steps need (GPU, CPU/memory,
+retries, volumes, caching), the CLI submits and schedules them against a KFP API, the Docker
+images build what the components name, and the very same pipelines run locally end to end."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import image
+from pipelines import cli, tasks
+from pipelines.retraining import retraining_pipeline
+from pipelines.training import training_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRAINING_DEFAULTS = {
+    "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75,
+    "epochs": 60, "run_tune": False, "tune_samples": 8, "min_delta": 0.0, "model_name": "", "params": "",
+    "overrides": [], "accelerator_type": "nvidia.com/gpu", "gpu_limit": 1, "gpu_node_selector": {},
+    "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "checkpoint_pvc": "pseudovad-checkpoints", "checkpoint_dir": "/mnt/pseudovad-checkpoints",
+    "mlflow_secret": "pseudovad-mlflow",
+}
+RETRAINING_DEFAULTS = {
+    "store_dir": "/mnt/pseudovad-data/store", "quarantine_dir": "/mnt/pseudovad-data/quarantine",
+    "data_pvc": "pseudovad-data", "s3_secret": "pseudovad-s3", "warm_start": True, "method": "ltgpa",
+    "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, "epochs": 20,
+    "min_delta": 0.0, "model_name": "", "params": "", "overrides": [], "accelerator_type": "nvidia.com/gpu",
+    "gpu_limit": 1, "gpu_node_selector": {}, "gpu_tolerations": TRAINING_DEFAULTS["gpu_tolerations"],
+    "checkpoint_dir": "/mnt/pseudovad-data/checkpoints", "mlflow_secret": "pseudovad-mlflow",
+}
+
+
+class IR:
+    """A compiled pipeline: the pipeline spec and its Kubernetes platform spec, by step."""
+
+    def __init__(self, path: Path):
+        docs = list(yaml.safe_load_all(path.read_text()))
+        self.spec = docs[0]
+        self.k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(docs) > 1 else {}
+        self.executors = self.spec["deploymentSpec"]["executors"]
+        # every task at any depth (inside dsl.If / dsl.Else DAGs too), with the DAG holding it
+        self.tasks: dict[str, tuple[dict, str]] = {}
+        for dag_name, dag in [("root", self.spec["root"]), *self.spec["components"].items()]:
+            for name, task in dag.get("dag", {}).get("tasks", {}).items():
+                self.tasks[name] = (task, dag_name)
+
+    def steps(self, stage: str) -> list[str]:
+        """Task names of a stage: `train`, `train-2` (one per branch)."""
+        return [t for t in self.tasks if re.fullmatch(rf"{stage}(-\d+)?", t)]
+
+    def executor(self, task: str) -> str:
+        comp = self.tasks[task][0]["componentRef"]["name"]
+        return self.spec["components"][comp]["executorLabel"]
+
+    def container(self, task: str) -> dict:
+        return self.executors[self.executor(task)]["container"]
+
+
+def compile_ir(pipeline, tmp_path: Path) -> IR:
+    return IR(cli.compile_pipeline(pipeline, tmp_path / f"{pipeline.name}.yaml"))
+
+
+@pytest.fixture(scope="module")
+def training_ir(tmp_path_factory) -> IR:
+    return compile_ir(training_pipeline, tmp_path_factory.mktemp("ir"))
+
+
+@pytest.fixture(scope="module")
+def retraining_ir(tmp_path_factory) -> IR:
+    return compile_ir(retraining_pipeline, tmp_path_factory.mktemp("ir"))
+
+
+def container_steps(ir: IR) -> list[str]:
+    return [t for t in ir.tasks if "container" in ir.executors.get(_label(ir, t), {})]
+
+
+def _label(ir: IR, task: str) -> str:
+    comp = ir.spec["components"].get(ir.tasks[task][0]["componentRef"]["name"], {})
+    return comp.get("executorLabel", "")
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled IR
+
+def test_training_parameters_and_defaults(training_ir):
+    params = training_ir.spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == set(TRAINING_DEFAULTS) | {"dataset_uri", "mlflow_uri"}
+    for required in ("dataset_uri", "mlflow_uri"):
+        assert "defaultValue" not in params[required] and not params[required].get("isOptional")
+    for name, default in TRAINING_DEFAULTS.items():
+        assert params[name]["defaultValue"] == default, name
+    assert params["gpu_limit"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["run_tune"]["parameterType"] == "BOOLEAN"
+
+
+def test_retraining_parameters_and_defaults(retraining_ir):
+    params = retraining_ir.spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == set(RETRAINING_DEFAULTS) | {"source", "mlflow_uri"}
+    assert "defaultValue" not in params["source"]
+    for name, default in RETRAINING_DEFAULTS.items():
+        assert params[name]["defaultValue"] == default, name
+
+
+@pytest.mark.parametrize("stage", ["train", "tune"])
+def test_gpu_steps_request_the_accelerator_from_parameters(training_ir, stage):
+    steps = training_ir.steps(stage)
+    assert steps, stage
+    for step in steps:
+        c = training_ir.container(step)
+        acc = c["resources"]["accelerator"]
+        assert acc["resourceType"] == "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"
+        assert acc["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--gpu_limit']}}"
+        assert c["image"] == image.CUDA_IMAGE
+        k8s = training_ir.k8s[training_ir.executor(step)]
+        assert k8s["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
+        assert k8s["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")
+        # the DAG around the step (a dsl.If branch) must receive the two parameters, or the
+        # request cannot be resolved at run time (kfp 2.17 does not propagate them by itself)
+        task, dag = training_ir.tasks[step]
+        for name in ("accelerator_type", "gpu_limit"):
+            assert f"pipelinechannel--{name}" in task["inputs"]["parameters"]
+            assert f"pipelinechannel--{name}" in training_ir.spec["components"][dag]["inputDefinitions"]["parameters"]
+
+
+def test_cpu_steps_ask_for_no_gpu_and_use_the_cpu_image(training_ir, retraining_ir):
+    for ir in (training_ir, retraining_ir):
+        for step in container_steps(ir):
+            if re.fullmatch(r"(train|tune)(-\d+)?", step):
+                continue
+            c = ir.container(step)
+            assert "accelerator" not in c.get("resources", {}), step
+            assert c["image"] == image.IMAGE, step
+
+
+def test_every_step_requests_and_limits_cpu_and_memory(training_ir, retraining_ir):
+    for ir in (training_ir, retraining_ir):
+        steps = container_steps(ir)
+        assert len(steps) >= 4
+        for step in steps:
+            r = ir.container(step)["resources"]
+            stage = re.sub(r"-\d+$", "", step)
+            cpu, mem, cpu_max, mem_max = tasks.RESOURCES[stage]
+            assert (r["resourceCpuRequest"], r["resourceMemoryRequest"]) == (cpu, mem), step
+            assert (r["resourceCpuLimit"], r["resourceMemoryLimit"]) == (cpu_max, mem_max), step
+
+
+def test_preemptible_steps_retry_with_backoff_and_register_does_not(training_ir, retraining_ir):
+    for ir, retried in ((training_ir, ("extract", "tune", "train", "evaluate")),
+                        (retraining_ir, ("ingest", "train", "evaluate"))):
+        for stage in retried:
+            for step in ir.steps(stage):
+                policy = ir.tasks[step][0]["retryPolicy"]
+                assert policy == {"maxRetryCount": tasks.RETRIES, "backoffDuration": tasks.BACKOFF,
+                                  "backoffFactor": 2.0, "backoffMaxDuration": tasks.BACKOFF_MAX}, step
+        for step in ir.steps("register"):
+            assert "retryPolicy" not in ir.tasks[step][0]
+
+
+def test_caching_extract_on_register_off_retraining_off(training_ir, retraining_ir):
+    cache = lambda ir, step: ir.tasks[step][0].get("cachingOptions", {}).get("enableCache", False)  # noqa: E731
+    assert cache(training_ir, "extract")
+    assert all(cache(training_ir, s) for s in training_ir.steps("train") + training_ir.steps("tune"))
+    assert len(training_ir.steps("register")) == 2
+    assert not any(cache(training_ir, s) for s in training_ir.steps("register"))
+    steps = container_steps(retraining_ir)
+    assert steps and not any(cache(retraining_ir, s) for s in steps)
+
+
+def test_train_and_tune_resume_from_a_persistent_volume(training_ir):
+    for step in training_ir.steps("train") + training_ir.steps("tune"):
+        mounts = training_ir.k8s[training_ir.executor(step)]["pvcMount"]
+        assert [(m["mountPath"], m["pvcNameParameter"]["componentInputParameter"]) for m in mounts] == \
+            [(tasks.CHECKPOINT_MOUNT, "pipelinechannel--checkpoint_pvc")]
+        params = training_ir.tasks[step][0]["inputs"]["parameters"]
+        assert params["checkpoint_dir"]["componentInputParameter"].endswith("checkpoint_dir")
+        # one folder per run: retries of this run share it, other runs do not
+        assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert TRAINING_DEFAULTS["checkpoint_dir"] == tasks.CHECKPOINT_MOUNT
+
+
+def test_tune_is_optional_and_feeds_train(training_ir):
+    branches = [c for n, c in training_ir.spec["components"].items() if n.startswith("comp-condition-")
+                and "dag" in c and "tune" in c["dag"]["tasks"]]
+    assert len(branches) == 1
+    (tuned,) = branches
+    train_inputs = tuned["dag"]["tasks"]["train"]["inputs"]["artifacts"]["tuned"]["taskOutputArtifact"]
+    assert train_inputs == {"outputArtifactKey": "best", "producerTask": "tune"}
+    conditions = [t["triggerPolicy"]["condition"] for t, _ in training_ir.tasks.values() if "triggerPolicy" in t]
+    assert any("run_tune" in c and "== true" in c for c in conditions)
+    assert any("run_tune" in c and "!" in c for c in conditions)
+
+
+def test_retraining_trains_only_when_ingest_added_footage(retraining_ir):
+    ingest_step = retraining_ir.tasks["ingest"][0]
+    assert retraining_ir.k8s[retraining_ir.executor("ingest")]["secretAsEnv"][0]["secretNameParameter"] == \
+        {"componentInputParameter": "s3_secret"}
+    cond = [t for t, _ in retraining_ir.tasks.values() if "triggerPolicy" in t]
+    assert len(cond) == 1 and "ingest-Output" in cond[0]["triggerPolicy"]["condition"]
+    assert "> 0" in cond[0]["triggerPolicy"]["condition"]
+    assert ingest_step.get("cachingOptions", {}).get("enableCache") is not True
+    for step in ("ingest", "train", "evaluate"):
+        mounts = retraining_ir.k8s[retraining_ir.executor(step)]["pvcMount"]
+        assert [m["mountPath"] for m in mounts] == [tasks.DATA_MOUNT], step
+    train = retraining_ir.tasks["train"][0]["inputs"]["parameters"]
+    assert train["warm_start"]["componentInputParameter"].endswith("warm_start")
+    assert train["store_dir"]["componentInputParameter"].endswith("store_dir")
+
+
+def test_steps_run_as_the_image_user_and_install_nothing(training_ir, retraining_ir):
+    for ir in (training_ir, retraining_ir):
+        for step in container_steps(ir):
+            c = ir.container(step)
+            assert "pip install" not in " ".join(c["command"] + c.get("args", [])), step   # offline clusters
+            sc = ir.k8s[ir.executor(step)]["securityContext"]
+            assert sc["runAsNonRoot"] is True and int(sc["runAsUser"]) == tasks.UID, step
+
+
+# ----------------------------------------------------------------------------------------------
+# The CLI
+
+def test_cli_checks_arguments_before_anything_is_sent(tmp_path, capsys):
+    p = training_pipeline
+    args = cli.parse_arguments(p, ["dataset_uri=s3://b/ped2", "mlflow_uri=http://m:5000", "lam=0.25", "epochs=3",
+                                   "run_tune=true", "gpu_node_selector={cloud.google.com/gke-accelerator: nvidia-l4}",
+                                   "overrides=[train.lr=0.001]"])
+    assert args["lam"] == 0.25 and args["epochs"] == 3 and args["run_tune"] is True
+    assert args["gpu_node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert args["overrides"] == ["train.lr=0.001"]
+    assert cli.parse_arguments(p, ["dataset_uri=s3://b/d", "mlflow_uri=x", "model_name=123"])["model_name"] == "123"
+    for bad, msg in ((["dataset_uri=d", "mlflow_uri=x", "lamda=1"], "'lamda': not a parameter"),
+                     (["dataset_uri=d", "mlflow_uri=x", "epochs=1.5"], "epochs: expected integer"),
+                     (["dataset_uri=d", "mlflow_uri=x", "run_tune=maybe"], "run_tune: expected boolean"),
+                     (["dataset_uri=d"], "missing required argument(s) mlflow_uri")):
+        assert cli.main(["run", "training", "--host", "http://127.0.0.1:9", *sum((["-a", b] for b in bad), [])]) == 2
+        assert msg in capsys.readouterr().err
+    assert cli.main(["run", "training", "-P", str(tmp_path / "nope.yaml"), "-a", "dataset_uri=d", "-a", "mlflow_uri=x",
+                     "--host", "http://127.0.0.1:9"]) == 2
+    assert "params file not found" in capsys.readouterr().err
+
+
+def test_cron_takes_standard_and_kfp_forms():
+    assert cli.cron("0 3 * * *") == "0 0 3 * * *"
+    assert cli.cron("0 0 3 * * 1-5") == "0 0 3 * * 1-5"
+    with pytest.raises(Exception, match="expected 5 fields"):
+        cli.cron("daily")
+
+
+def test_console_script_compiles_with_an_image_override(tmp_path):
+    exe = Path(sys.executable).with_name("pseudovad-kfp")
+    out = tmp_path / "training.yaml"
+    r = subprocess.run([str(exe), "compile", "training", "-o", str(out), "--image", "registry.local/pv:dev"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ir = IR(out)
+    assert ir.container("extract")["image"] == "registry.local/pv:dev"
+    assert ir.container("train")["image"] == "registry.local/pv:dev-cuda"
+
+
+class FakeKFP:
+    """Just enough of the KFP v2beta1 REST API to record what the client sends."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n)) if n else None
+                outer.requests.append({"method": self.command, "path": self.path, "body": body,
+                                       "auth": self.headers.get("Authorization")})
+                if self.path.startswith("/apis/v2beta1/experiments") and self.command == "GET":
+                    reply = {}
+                elif self.path.startswith("/apis/v2beta1/experiments"):
+                    reply = {"experiment_id": "exp-1", "display_name": body["display_name"]}
+                elif self.path.startswith("/apis/v2beta1/recurringruns"):
+                    reply = {"recurring_run_id": "rr-1"}
+                elif self.path.startswith("/apis/v2beta1/runs"):
+                    reply = {"run_id": "run-1"}
+                else:
+                    reply = {}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _reply
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def posted(self, prefix: str) -> list[dict]:
+        return [r for r in self.requests if r["method"] == "POST" and r["path"].startswith(prefix)]
+
+
+def test_run_submits_the_compiled_pipeline_with_arguments_and_token(tmp_path, monkeypatch, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  epochs: 2\n")
+    monkeypatch.setenv("KFP_TOKEN", "tok-from-env")
+    with FakeKFP() as api:
+        monkeypatch.setenv("KFP_HOST", api.url)
+        rc = cli.main(["run", "training", "-P", str(params), "-a", "dataset_uri=s3://bucket/ped2",
+                       "-a", "mlflow_uri=http://mlflow:5000", "-a", "lam=0.2", "--experiment", "ped2", "--no-cache"])
+    assert rc == 0
+    assert "run run-1" in capsys.readouterr().out
+    (exp,) = api.posted("/apis/v2beta1/experiments")
+    assert exp["body"]["display_name"] == "ped2"
+    (run,) = api.posted("/apis/v2beta1/runs")
+    body = run["body"]
+    assert body["experiment_id"] == "exp-1"
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "pseudovad-training"
+    assert body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
+    assert body["runtime_config"]["parameters"] == {"params": "train:\n  epochs: 2\n", "dataset_uri": "s3://bucket/ped2",
+                                                    "mlflow_uri": "http://mlflow:5000", "lam": 0.2}
+    tasks_ = body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert tasks_["extract"]["cachingOptions"] == {}      # --no-cache turned caching off everywhere
+    assert {r["auth"] for r in api.requests} == {"Bearer tok-from-env"}
+
+
+def test_schedule_creates_a_cron_recurring_run(tmp_path, monkeypatch, capsys):
+    token = tmp_path / "token"
+    token.write_text("sa-token")
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    with FakeKFP() as api:
+        rc = cli.main(["schedule", "retraining", "--host", api.url, "--cron", "30 2 * * *", "--name", "nightly",
+                       "-a", "source=s3://cams/footage/", "-a", "mlflow_uri=http://mlflow:5000"])
+    assert rc == 0
+    assert "recurring run rr-1" in capsys.readouterr().out
+    (rr,) = api.posted("/apis/v2beta1/recurringruns")
+    body = rr["body"]
+    assert body["display_name"] == "nightly"
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *"
+    assert int(body["max_concurrency"]) == 1 and body["no_catchup"] is True
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "pseudovad-retraining"
+    assert body["runtime_config"]["parameters"] == {"source": "s3://cams/footage/", "mlflow_uri": "http://mlflow:5000"}
+    assert {r["auth"] for r in api.requests} == {"Bearer sa-token"}
+
+
+def test_run_without_a_host_is_a_one_line_error(monkeypatch, capsys):
+    for name in ("KFP_HOST", "KF_PIPELINES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["run", "training", "-a", "dataset_uri=d", "-a", "mlflow_uri=m"]) == 2
+    err = capsys.readouterr().err
+    assert "--host" in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Docker images
+
+DOCKERFILES = {"docker/Dockerfile": image.IMAGE, "docker/Dockerfile.cuda": image.CUDA_IMAGE}
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            op, _, rest = line.partition(" ")
+            out.append((op.upper(), rest.strip()))
+    return out
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", line.strip())
+        if m:
+            pins[re.sub(r"\[.*\]", "", m[1]).lower().replace("_", "-")] = m[2]
+    return pins
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_image_names_come_from_one_place_and_match_the_package_version():
+    version = _pyproject()["project"]["version"]
+    assert image.VERSION == version
+    assert image.IMAGE == f"{image.REPOSITORY}:{version}"
+    assert image.CUDA_IMAGE == f"{image.IMAGE}-cuda"
+    for name, tag in DOCKERFILES.items():
+        assert f"-t {tag} ." in (ROOT / name).read_text(), name   # the build command in the file's header
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_copies_existing_files_pins_the_lock_and_runs_as_non_root(name):
+    ins = _instructions(ROOT / name)
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    copied = []
+    for op, rest in ins:
+        if op == "COPY" and not rest.startswith("--from"):
+            srcs = rest.split()[:-1]
+            for src in srcs:
+                assert (ROOT / src).exists(), f"{name}: COPY {src} does not exist"
+                assert f"!{src.rstrip('/')}" in [i.rstrip("/") for i in ignore], f".dockerignore excludes {src}"
+                copied.append(src.rstrip("/"))
+    assert {"requirements.lock", "pyproject.toml", "src", "components", "pipelines"} <= set(copied)
+    lock = _lock()
+    pins = re.findall(r"\b([A-Za-z0-9_.\-]+)==([0-9][^\s\"']*)", (ROOT / name).read_text())
+    assert pins
+    for pkg, ver in pins:
+        assert lock.get(pkg.lower()) == ver, f"{name}: {pkg}=={ver} but requirements.lock has {lock.get(pkg.lower())}"
+    runs = " ".join(rest for op, rest in ins if op == "RUN")
+    assert "pip install -r /tmp/requirements.lock" in runs and "pip install --no-deps /src" in runs
+    users = [rest for op, rest in ins if op == "USER"]
+    assert users and users[-1].split(":")[0] == str(tasks.UID)
+    assert [rest for op, rest in ins if op == "FROM"][-1].startswith("python:3.11-slim")
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_entry_point_is_the_console_script(name):
+    scripts = _pyproject()["project"]["scripts"]
+    (cmd,) = [json.loads(rest) for op, rest in _instructions(ROOT / name) if op in ("CMD", "ENTRYPOINT")]
+    assert cmd[0] in scripts and scripts[cmd[0]] == "pseudovad.cli:main"
+    assert scripts["pseudovad-kfp"] == "pipelines.cli:main"
+    found = _pyproject()["tool"]["setuptools"]["packages"]["find"]
+    assert {"pseudovad*", "components*", "pipelines*"} <= set(found["include"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Local runs of the same pipelines (kfp.local SubprocessRunner), real MLflow server and S3 server
+
+from tests.mlflow_server import mlflow_server  # noqa: E402,F401
+from tests.s3_server import SECRET_KEY, make_bucket, s3_endpoint, s3_endpoint_session  # noqa: E402,F401
+
+TINY_PARAMS = {
+    "device": "cpu",
+    "data": {"size": [32, 32], "clip_len": 8, "scored_index": 4, "clip_stride": 2},
+    "model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}},
+    "train": {"batch_size": 4, "lr": 1e-3},
+    "evaluate": {"top_k": 1},
+}
+
+
+def _outputs(root: Path, pipeline_name: str) -> Path:
+    (run,) = sorted((root / "outputs").glob(f"{pipeline_name}-*"))
+    return run
+
+
+def _artifact(run: Path, step: str, name: str) -> dict:
+    out = json.loads((run / step / "executor_output.json").read_text())
+    return out["artifacts"][name]["artifacts"][0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mlflow_server):  # noqa: F811
+    """One local run of the training pipeline on tiny synthetic footage."""
+    from pseudovad import config as config_mod
+    from pseudovad.data.synthetic import generate
+
+    tmp = tmp_path_factory.mktemp("kfp-training")
+    syn = config_mod.from_dict({"synthetic": {"train_videos": 2, "test_videos": 2, "frames": 40, "height": 48,
+                                              "width": 64, "walkers": 2}})
+    generate(syn.synthetic, tmp / "dataset")
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(TINY_PARAMS))
+    root = tmp / "kfp"
+    rc = cli.main(["local", "training", "-P", str(params), "-a", f"dataset_uri={tmp / 'dataset'}",
+                   "-a", f"mlflow_uri={mlflow_server}", "-a", "epochs=1", "--root", str(root)])
+    assert rc == 0
+    return {"tmp": tmp, "root": root, "run": _outputs(root, "pseudovad-training"), "params": params}
+
+
+@pytest.mark.integration
+def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # noqa: F811
+    import torch
+    from mlflow import MlflowClient
+
+    run = trained["run"]
+    # untuned branch: extract → train-2 → evaluate-2 → register-2
+    assert not (run / "tune").exists()
+    metrics = _artifact(run, "evaluate-2", "metrics")["metadata"]
+    evaluation = json.loads((run / "evaluate-2" / "evaluation" / "metrics.json").read_text())
+    assert metrics["auc_micro"] == pytest.approx(evaluation["auc_micro"]) and 0.0 <= metrics["auc_micro"] <= 1.0
+    assert metrics["frames"] == 80
+    roc = _artifact(run, "evaluate-2", "roc")["metadata"]["confidenceMetrics"]
+    assert roc[0]["falsePositiveRate"] == 0.0 and roc[-1]["recall"] == pytest.approx(1.0)
+    assert all(json.dumps(p) for p in roc)          # finite thresholds: the KFP UI stores this as JSON
+    blob = torch.load(run / "train-2" / "model", weights_only=True)
+    assert blob["meta"]["method"] == "ltgpa" and blob["meta"]["config"]["train"]["epochs"] == 1
+    assert _artifact(run, "train-2", "model")["metadata"]["clip_len"] == 8
+    assert not any((trained["root"] / "checkpoints").rglob("*.pt"))   # finished runs leave no checkpoints
+
+    c = MlflowClient(tracking_uri=mlflow_server)
+    rm = c.get_registered_model("pseudovad-ltgpa")
+    assert rm.aliases == {"champion": "1", "challenger": "1"}
+    v1 = c.get_model_version("pseudovad-ltgpa", "1")
+    assert float(v1.tags["auc_micro"]) == pytest.approx(evaluation["auc_micro"])
+    assert v1.tags["eval_fingerprint"] == evaluation["fingerprint"]
+    decision = _artifact(run, "register-2", "decision")["metadata"]
+    assert decision["promoted"] is True and decision["version"] == "1"
+
+
+@pytest.mark.integration
+def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
+        trained, mlflow_server, s3_endpoint, tmp_path, capfd):  # noqa: F811
+    from mlflow import MlflowClient
+
+    from pseudovad import config as config_mod
+    from pseudovad.data.synthetic import render_video, write_video
+
+    client = make_bucket(s3_endpoint, "cams")
+    syn = config_mod.from_dict({"synthetic": {"seed": 21, "frames": 40, "height": 48, "width": 64, "walkers": 2}})
+    video, _ = render_video(syn.synthetic, "training", 0)      # another day of normal footage
+    write_video(tmp_path / "day1.avi", video, syn.synthetic.fps)
+    client.upload_file(str(tmp_path / "day1.avi"), "cams", "footage/cam1/day1.avi")
+    client.put_object(Bucket="cams", Key="footage/cam1/broken.avi", Body=b"not a video at all" * 64)
+    store = tmp_path / "volume" / "store"      # the data volume: the training run's store
+    shutil.copytree(trained["run"] / "extract" / "store", store)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**TINY_PARAMS, "storage": {"endpoint_url": s3_endpoint}}))
+
+    def retrain(root: Path) -> Path:
+        rc = cli.main(["local", "retraining", "-P", str(params), "-a", "source=s3://cams/footage/",
+                       "-a", f"store_dir={store}", "-a", f"quarantine_dir={tmp_path / 'volume' / 'quarantine'}",
+                       "-a", f"mlflow_uri={mlflow_server}", "-a", "epochs=1", "--root", str(root)])
+        assert rc == 0
+        return _outputs(root, "pseudovad-retraining")
+
+    first = retrain(tmp_path / "kfp1")
+    assert json.loads((first / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": 1}
+    counts = _artifact(first, "ingest", "counts")["metadata"]
+    assert (counts["ingested"], counts["quarantined"], counts["failed"]) == (1, 1, 0)
+    assert len(list((tmp_path / "volume" / "quarantine").glob("*.reason.txt"))) == 1
+    snapshot = yaml.safe_load((first / "train" / "history" / "params.yaml").read_text())
+    assert snapshot["train"]["init"] == "models:/pseudovad-ltgpa@champion"     # warm start from the champion
+    c = MlflowClient(tracking_uri=mlflow_server)
+    v2 = c.get_model_version("pseudovad-ltgpa", "2")
+    assert v2.tags["gate.decision"] in ("promoted", "kept")
+    decision = _artifact(first, "register", "decision")["metadata"]
+    assert decision["version"] == "2" and decision["promoted"] == (v2.tags["gate.decision"] == "promoted")
+    assert c.get_registered_model("pseudovad-ltgpa").aliases["challenger"] == "2"
+
+    second = retrain(tmp_path / "kfp2")          # nothing new in the bucket: no training, no version
+    assert json.loads((second / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": 0}
+    assert _artifact(second, "ingest", "counts")["metadata"]["known"] == 2
+    assert not (second / "train").exists()
+    assert "ingest: nothing new" in (second / "ingest" / "report").read_text()
+    assert len(c.search_model_versions("name = 'pseudovad-ltgpa'")) == 2
+    assert SECRET_KEY not in capfd.readouterr().out
