@@ -410,7 +410,7 @@ _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<ve
 _RUN_URI = re.compile(r"^runs:/(?P<run>[0-9a-zA-Z]+)/(?P<path>.+)$")
 
 
-def _bad_uri(uri: str) -> TrackingError:
+def bad_uri(uri: str) -> TrackingError:
     return TrackingError(f"{uri}: not a valid model URI (expected models:/NAME@ALIAS, models:/NAME/VERSION, "
                          "runs:/RUN_ID/PATH or a model.pt path)")
 
@@ -479,11 +479,11 @@ def fetch_model_file(uri: str) -> Path:
         if uri.startswith("models:/"):
             m = _MODEL_URI.match(uri)
             if not m:
-                raise _bad_uri(uri)
+                raise bad_uri(uri)
             name, alias, version = m["name"], m["alias"], m["version"]
             if alias is None and version is None:
                 if not name.startswith("m-"):
-                    raise _bad_uri(uri)
+                    raise bad_uri(uri)
                 location = client().get_logged_model(name).artifact_location
                 return _download(f"{location}/extra_files/{MODEL_FILE}", f"{tracking_uri()}|{uri}")
             v = resolve_version(name, alias, version)
@@ -491,12 +491,12 @@ def fetch_model_file(uri: str) -> Path:
         if uri.startswith("runs:/"):
             m = _RUN_URI.match(uri)
             if not m:
-                raise _bad_uri(uri)
+                raise bad_uri(uri)
             target = uri if m["path"].endswith(".pt") else f"{uri.rstrip('/')}/extra_files/{MODEL_FILE}"
             return _download(target, f"{tracking_uri()}|{uri}")
         if uri.startswith("mlflow-artifacts:/") and uri.endswith(".pt"):
             return _download(uri, f"{tracking_uri()}|{uri}")
-        raise _bad_uri(uri)
+        raise bad_uri(uri)
 
 
 def current_user() -> str:

@@ -83,8 +83,8 @@ def _roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
-        out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
+def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
+              out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
     """Score the test split of `store` with `model` (a path or MLflow URI); write and return metrics."""
     model_ref = str(model) if model is not None else str(Path(cfg.train.out) / "model.pt")
     if model is None and not Path(model_ref).is_file():
@@ -141,6 +141,33 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
             plots.topk_plot(items, pdir / "topk.png")
     write_json(out / "metrics.json", result)
     return result
+
+
+# --- MLflow tracking (pseudovad.tracking; every call is a no-op when tracking.enabled is false) ---
+def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
+        out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Score the test split of `store` with `model` (a path or MLflow URI); write and return metrics.
+
+    Inside an MLflow run: params, the AUCs / EER, the evaluation-set fingerprint and the model
+    reference as tags, metrics.json, roc.csv and plots/ as artifacts.
+    """
+    from pseudovad import tracking
+
+    if str(model or "").startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
+        tracking.configure(cfg)  # resolve the model on the configured server even with tracking off
+    with tracking.run(cfg, "evaluate", tags={"model": model}):
+        result = _evaluate(cfg, model, store, out, videos, progress)
+        tracking.set_tags({"data.fingerprint": result["fingerprint"], "model": result["model"],
+                           "train_fingerprint": result.get("train_fingerprint")})
+        tracking.log_metrics({k: result.get(k) for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
+                                                         "anomalous_frames", "videos")})
+        folder = Path(out or cfg.evaluate.out)
+        for name in ("metrics.json", "roc.csv"):
+            tracking.log_artifacts(folder / name)
+        if (folder / "plots").is_dir():
+            tracking.log_artifacts(folder / "plots", "plots")
+    return result
+# --- end MLflow tracking ---------------------------------------------------------------------------
 
 
 def add_arguments(p) -> None:

@@ -316,9 +316,11 @@ def run(cfg: Config, input: str | Path, model: str | Path | None = None, out: st
         progress: bool | None = None) -> dict[str, Any]:
     """Score one video / frame folder; write scores.csv, timeline.png, summary.json (+ video)."""
     model_ref = str(model) if model else f"models:/{cfg.registered_model_name}@champion"
-    if model_ref.startswith(MLFLOW_SCHEMES):
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", model_ref):
         from pseudovad import tracking
 
+        if not model_ref.startswith(MLFLOW_SCHEMES):
+            raise tracking.bad_uri(model_ref)
         tracking.configure(cfg)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: must be in [0, 1] (scores are), got {threshold}")

@@ -115,8 +115,8 @@ def warm_start(method: Method, init: str, device: torch.device) -> None:
     log.info("warm start from %s", init)
 
 
-def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
-        callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
+def _train(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
+           callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
     out = Path(out or cfg.train.out)
     progress = (not os.environ.get("PSEUDOVAD_NO_PROGRESS")) if progress is None else progress
     device = resolve_device(cfg.device)
@@ -169,6 +169,37 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
         summary["best_epoch"] = best["epoch"]
     write_json(out / "metrics.json", summary)
     return {**summary, "model": str(out / "model.pt"), "history": result["history"]}
+
+
+# --- MLflow tracking (pseudovad.tracking; every call is a no-op when tracking.enabled is false) ---
+def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
+        callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """`_train` inside an MLflow run: params, one metrics step per epoch, the summary, the model.
+
+    The run starts before any data is read, so an unreachable tracking server fails in seconds.
+    """
+    from pseudovad import tracking
+
+    logged: set[int] = set()
+
+    def log_epoch(epoch: int, record: dict, method: Method) -> None:
+        tracking.log_epoch(record)
+        logged.add(epoch)
+
+    with tracking.run(cfg, "train"):
+        result = _train(cfg, store, out, [*(callbacks or []), log_epoch], progress)
+        for record in result["history"]:  # epochs a killed run trained before this one resumed
+            if record["epoch"] not in logged:
+                tracking.log_epoch(record)
+        tracking.set_tags({"data.fingerprint": result["fingerprint"]})
+        tracking.log_metrics({k: result.get(k) for k in ("val_psnr_mean", "seconds", "train_clips")})
+        folder = Path(out or cfg.train.out)
+        for name in ("metrics.json", "history.jsonl"):
+            if (folder / name).is_file():
+                tracking.log_artifacts(folder / name)
+        tracking.log_model(folder / "model.pt")
+    return result
+# --- end MLflow tracking ---------------------------------------------------------------------------
 
 
 def add_arguments(p) -> None:

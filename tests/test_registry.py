@@ -1,0 +1,262 @@
+"""Model registry and promotion gate: the pure gate, and train → evaluate → register against a
+real `mlflow server` (SQLite backend) on 127.0.0.1, then `score` with models:/NAME@champion."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pseudovad import config as config_mod
+from pseudovad import tracking
+from pseudovad.cli import main as cli_main
+from pseudovad.data.synthetic import render_video, write_video
+from pseudovad.io import sha256_file
+from pseudovad.models.io import load_model
+from pseudovad.stages import evaluate, extract, register, synthesize, train
+from pseudovad.stages.register import Entry, beats, decide
+from tests.conftest import tiny_cfg
+from tests.mlflow_server import free_port, mlflow_server  # noqa: F401  (module-scoped fixture)
+
+NAME = "pv-test"
+SMALL = {"model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}}}
+
+
+# ----------------------------------------------------------------------------------------------
+# The gate as a pure function
+
+def test_first_version_becomes_champion():
+    d = decide(Entry("1", 0.6, "fp"), None, 0.01)
+    assert d.promote and not d.forced and "first champion" in d.reason
+
+
+def test_worse_or_equal_model_keeps_the_champion():
+    champ = Entry("1", 0.80, "fp")
+    d = decide(Entry("2", 0.75, "fp"), champ, 0.0)
+    assert not d.promote and "champion v1 kept" in d.reason and "does not beat" in d.reason
+    d = decide(Entry("2", 0.80, "fp"), champ, 0.0)            # a tie never promotes
+    assert not d.promote
+
+
+def test_min_delta_boundary():
+    champ = Entry("1", 0.80, "fp")
+    # exactly min_delta better is enough, even though 0.85 − 0.80 = 0.04999… in floating point
+    assert 0.85 - 0.80 < 0.05 and beats(0.85, 0.80, 0.05)
+    assert decide(Entry("2", 0.85, "fp"), champ, 0.05).promote
+    d = decide(Entry("2", 0.8499, "fp"), champ, 0.05)
+    assert not d.promote and "by only +0.0499 < min_delta 0.05" in d.reason
+    assert decide(Entry("2", 0.8000001, "fp"), champ, 0.0).promote   # any real improvement with min_delta 0
+
+
+def test_different_evaluation_set_keeps_the_champion():
+    d = decide(Entry("2", 0.99, "fp-new"), Entry("1", 0.5, "fp-old"), 0.0)
+    assert not d.promote and "different test set" in d.reason
+
+
+def test_force_promotes_and_says_who_and_what_the_gate_said():
+    d = decide(Entry("2", 0.5, "fp"), Entry("1", 0.8, "fp"), 0.0, force=True, user="alice")
+    assert d.promote and d.forced and d.reason.startswith("forced by alice") and "does not beat" in d.reason
+    d = decide(Entry("1", 0.8, "fp"), Entry("1", 0.8, "fp"), 0.0, force=True, user="alice")
+    assert not d.promote and "already the champion" in d.reason
+
+
+def test_params_never_carry_secrets(tmp_path):
+    cfg = tiny_cfg(tmp_path, storage={"endpoint_url": "http://minio:9000", "bucket": "b"},
+                   tracking={"uri": "https://user:pa55@mlflow.example.com"})
+    p = tracking.params(cfg)
+    assert p["train.lr"] == str(cfg.train.lr) and p["data.size"] == "[32, 32]"
+    assert "pa55" not in json.dumps(p) and "***@mlflow.example.com" in p["tracking.uri"]
+    assert not any(tracking._secret_key(k) for k in p)
+    assert tracking._secret_key("storage.secret_access_key") and tracking._secret_key("x.api_token")
+    assert not tracking._secret_key("model.mae.patch_size")
+
+
+# ----------------------------------------------------------------------------------------------
+# Against a real server
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, mlflow_server):  # noqa: F811
+    """Tiny footage, three differently good models, each evaluated on the full test split."""
+    root = tmp_path_factory.mktemp("registry")
+
+    def cfg_for(tag: str, tracked: bool, **train_kw):
+        return tiny_cfg(root, **SMALL,
+                        train={"out": str(root / tag / "train"), "epochs": 2, "batch_size": 2, "lr": 2e-3,
+                               "val_fraction": 0.25, **train_kw},
+                        evaluate={"out": str(root / tag / "evaluate"), "top_k": 1},
+                        tracking={"enabled": tracked, "uri": mlflow_server},
+                        registry={"model_name": NAME, "out": str(root / tag / "register")})
+
+    base = cfg_for("a", True)
+    synthesize.run(base)
+    extract.run(base, progress=False)
+    models = {}
+    for tag, kw in {"a": {}, "b": {"epochs": 1, "max_steps": 1}, "c": {"epochs": 1, "max_steps": 2}}.items():
+        cfg = cfg_for(tag, tag == "a", **kw)
+        cfg.seed = {"a": 0, "b": 1, "c": 2}[tag]
+        train.run(cfg, progress=False)
+        cfg.tracking.enabled = True
+        m = evaluate.run(cfg)
+        models[tag] = {"cfg": cfg, "auc": m["auc_micro"], "model": Path(cfg.train.out) / "model.pt",
+                       "metrics": Path(cfg.evaluate.out) / "metrics.json"}
+    aucs = sorted(models.values(), key=lambda m: m["auc"])
+    assert aucs[0]["auc"] < aucs[1]["auc"] < aucs[2]["auc"], [m["auc"] for m in aucs]
+    return {"root": root, "uri": mlflow_server, "worst": aucs[0], "mid": aucs[1], "best": aucs[2],
+            "trained": models["a"]}
+
+
+def _client(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _register(m, **kw):
+    return register.run(m["cfg"], **kw)
+
+
+def test_train_and_evaluate_runs_are_tracked(world):
+    c = _client(world["uri"])
+    cfg = world["trained"]["cfg"]
+    exp = c.get_experiment_by_name(cfg.experiment_name)
+    runs = c.search_runs([exp.experiment_id], "tags.`pseudovad.stage` = 'train'")
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED"
+    assert r.data.params["pseudo.kind"] == cfg.pseudo.kind and r.data.params["train.epochs"] == "2"
+    assert r.data.tags["data.fingerprint"] == json.loads((Path(cfg.train.out) / "metrics.json").read_text())["fingerprint"]
+    assert r.data.tags.get("git.commit")
+    history = c.get_metric_history(r.info.run_id, "loss_f_normal")
+    assert [h.step for h in history] == [1, 2]
+    assert len(c.get_metric_history(r.info.run_id, "noise_norm")) == 2
+    assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"metrics.json", "history.jsonl"}
+    logged = [m for m in c.search_logged_models([exp.experiment_id]) if m.source_run_id == r.info.run_id]
+    assert len(logged) == 1 and logged[0].tags["model_sha256"] == sha256_file(world["trained"]["model"])
+
+    ev = c.search_runs([exp.experiment_id], "tags.`pseudovad.stage` = 'evaluate'")
+    assert len(ev) == 3 and all(r.info.status == "FINISHED" for r in ev)
+    mine = [r for r in ev if r.data.tags["model"] == str(world["trained"]["model"])]
+    assert len(mine) == 1
+    metrics = json.loads(world["trained"]["metrics"].read_text())
+    assert mine[0].data.metrics["auc_micro"] == pytest.approx(metrics["auc_micro"])
+    assert mine[0].data.tags["data.fingerprint"] == metrics["fingerprint"]
+    arts = {a.path for a in c.list_artifacts(mine[0].info.run_id, "plots")}
+    assert "plots/roc.png" in arts and any(a.startswith("plots/timeline_") for a in arts)
+
+
+def test_register_gate_against_a_real_server(world, tmp_path):
+    c = _client(world["uri"])
+    mid, worst, best = world["mid"], world["worst"], world["best"]
+
+    d1 = _register(mid)
+    assert d1["promoted"] and d1["version"] == "1" and d1["champion_before"] is None
+    assert json.loads((Path(mid["cfg"].registry.out) / "decision.json").read_text()) == d1
+
+    d2 = _register(worst)
+    assert not d2["promoted"] and d2["champion_after"] == "1" and d2["version"] == "2"
+    v2 = c.get_model_version(NAME, "2")
+    assert v2.tags["gate.decision"] == "kept" and "does not beat" in v2.tags["gate.reason"]
+    assert float(v2.tags["auc_micro"]) == worst["auc"] and v2.tags["eval_fingerprint"] == d1["fingerprint"]
+
+    # a better AUC on a different test set is not comparable: the champion stays
+    sub = best["cfg"]
+    only = evaluate.run(sub, out=tmp_path / "subset", videos=[sub_video(sub)])
+    d3 = register.run(sub, metrics=tmp_path / "subset" / "metrics.json")
+    assert not d3["promoted"] and "different test set" in d3["reason"] and only["fingerprint"] != d1["fingerprint"]
+
+    d4 = _register(best)
+    assert d4["promoted"] and d4["champion_before"] == "1" and d4["champion_after"] == d4["version"] == "4"
+    rm = c.get_registered_model(NAME)
+    assert rm.aliases == {"champion": "4", "challenger": "4"}
+    assert c.get_model_version(NAME, "4").tags["gate.decision"] == "promoted"
+
+    # the champion is what score and warm starts load
+    tracking.configure(uri=world["uri"])
+    net, meta = load_model(f"models:/{NAME}@champion")
+    assert sha256_file(tracking.fetch_model_file(f"models:/{NAME}@champion")) == sha256_file(best["model"])
+    assert meta["calibration"]["n"] > 0
+    # the MLflow flavour (torch.export) serves any batch size with the logged signature
+    import mlflow.pytorch
+    import torch
+
+    exported = mlflow.pytorch.load_model(f"models:/{NAME}/4")
+    x = torch.zeros(3, 1, 8, 32, 32)
+    assert torch.allclose(exported(x), net(x), atol=1e-5)
+    mi = mlflow.models.get_model_info(f"models:/{NAME}/4")
+    assert list(mi.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 8, 32, 32]
+
+    # a human overrides the gate: recorded as forced, same file + test set reuses its version
+    d5 = _register(worst, force=True)
+    assert d5["promoted"] and d5["forced"] and d5["version"] == "2" and d5["reused_version"]
+    v2 = c.get_model_version(NAME, "2")
+    assert v2.tags["gate.decision"] == "forced" and v2.tags["gate.forced_by"] == d5["forced_by"]
+    assert c.get_registered_model(NAME).aliases["champion"] == "2"
+    assert len(c.search_model_versions(f"name = '{NAME}'")) == 4          # nothing deleted, nothing duplicated
+
+
+def sub_video(cfg) -> str:
+    from pseudovad.data.store import FrameStore
+
+    return FrameStore(cfg.data.store).videos("testing")[0].id
+
+
+def test_score_champion_from_the_registry(world, tmp_path, capsys):
+    cfg = world["best"]["cfg"]
+    frames, _ = render_video(cfg.synthetic, "testing", 1)
+    video = tmp_path / "camera.avi"
+    write_video(video, frames, cfg.synthetic.fps)
+    params = tmp_path / "params.yaml"
+    params.write_text(config_mod.dump(cfg))
+    out = tmp_path / "scored"
+    assert _client(world["uri"]).get_registered_model(NAME).aliases.get("champion")
+    code = cli_main(["score", "-P", str(params), str(video), "--out", str(out),
+                     "--video", str(tmp_path / "annotated.mp4")])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == f"models:/{NAME}@champion" and summary["frames"] == len(frames)
+    assert summary["normalization"]["kind"] == "calibrated" and summary["threshold"] == 0.99
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert len(rows) == len(frames)
+    assert np.all([0 <= float(r["score"]) <= 1 for r in rows])
+    assert (out / "timeline.png").stat().st_size > 0 and (tmp_path / "annotated.mp4").stat().st_size > 0
+
+
+def test_bad_model_uris_fail_with_one_line(world, tmp_path, capsys):
+    cfg = world["best"]["cfg"]
+    params = tmp_path / "params.yaml"
+    params.write_text(config_mod.dump(cfg))
+    frames, _ = render_video(cfg.synthetic, "testing", 0)
+    video = tmp_path / "v.avi"
+    write_video(video, frames[:20], cfg.synthetic.fps)
+    cases = {
+        "models:/": "not a valid model URI",
+        f"models:/{NAME}/latest/extra": "not a valid model URI",
+        f"models:/{NAME}@no-such-alias": f"registered model '{NAME}' has no alias 'no-such-alias'",
+        "models:/no-such-model@champion": "no registered model 'no-such-model'",
+        f"models:/{NAME}/99": "has no version 99",
+        "runs:/0123456789abcdef/model": "runs:/0123456789abcdef/model",
+    }
+    for uri, msg in cases.items():
+        code = cli_main(["score", "-P", str(params), str(video), "--model", uri, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and msg in err, (uri, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreachable_tracking_server_fails_fast_with_one_line(world, tmp_path, capsys, monkeypatch):
+    cfg = world["best"]["cfg"]
+    params = tmp_path / "params.yaml"
+    params.write_text(config_mod.dump(cfg))
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)              # the environment overrides params
+    code = cli_main(["register", "-P", str(params), "--out", str(tmp_path / "reg")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"tracking server {dead} is unreachable" in err, err
+    assert not (tmp_path / "reg").exists()
+    frames, _ = render_video(cfg.synthetic, "testing", 0)
+    write_video(tmp_path / "v.avi", frames[:20], cfg.synthetic.fps)
+    code = cli_main(["score", "-P", str(params), str(tmp_path / "v.avi"), "--model", f"models:/{NAME}@champion"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"tracking server {dead} is unreachable" in err, err

@@ -1,0 +1,202 @@
+"""`score` on new footage: streaming scores, calibration, segments, outputs (no MLflow needed)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pseudovad import calibration
+from pseudovad.cli import main as cli_main
+from pseudovad.data.synthetic import render_video, write_video
+from pseudovad.errors import DataError
+from pseudovad.evaluation.scoring import score_video
+from pseudovad.models import build_model
+from pseudovad.models.io import model_meta, save_model
+from pseudovad.stages import score
+from pseudovad.stages.train import calibration as train_calibration
+from tests.conftest import tiny_cfg, write_frame_folder
+
+SMALL = {"model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}}}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny random LTGPA model with a calibration, and a synthetic test video (40 frames, 10 fps)."""
+    root = tmp_path_factory.mktemp("score")
+    cfg = tiny_cfg(root, **SMALL)
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    frames, labels = render_video(cfg.synthetic, "testing", 0)
+    video = root / "cam.avi"
+    write_video(video, frames, cfg.synthetic.fps)
+    # calibrate on a normal training video, as train does on its validation tail
+    normal, _ = render_video(cfg.synthetic, "training", 0)
+    from pseudovad.data.sources import convert
+
+    small = np.stack([convert(f, tuple(cfg.data.size), 1) for f in normal])
+    meta = model_meta(cfg)
+    psnr = score_video(net, meta, small, "cpu", 4)
+    model = root / "model.pt"
+    save_model(model, net, model_meta(cfg, calibration=calibration.calibrate(psnr)))
+    return cfg, net, meta, model, video, root
+
+
+def _frames(video: Path, cfg) -> np.ndarray:
+    from pseudovad.data.sources import read_video
+
+    return np.stack(list(read_video(video, tuple(cfg.data.size), cfg.data.channels)))
+
+
+@pytest.mark.parametrize("batch,frame_step", [(1, 1), (3, 1), (4, 2)])
+def test_stream_matches_evaluate_scores_with_bounded_lookahead(setup, batch, frame_step):
+    cfg, net, meta, _, video, _ = setup
+    meta = {**meta, "frame_step": frame_step}
+    frames = _frames(video, cfg)
+    expected = score_video(net, meta, frames, "cpu", 5)
+    read = 0
+
+    def source():
+        nonlocal read
+        for f in frames:
+            read += 1
+            yield f
+
+    span = (meta["clip_len"] - 1) * frame_step + 1
+    got = []
+    for s in score.stream(net, meta, source(), "cpu", batch):
+        # constant memory: never more than one batch of clips read ahead of what is yielded
+        assert read - s.index <= span + batch - 1
+        assert np.array_equal(s.frame, frames[s.index])
+        got.append((s.index, s.psnr))
+    assert [i for i, _ in got] == list(range(len(frames)))
+    np.testing.assert_allclose([p for _, p in got], expected, rtol=1e-5)
+
+
+def test_stream_rejects_footage_shorter_than_a_clip(setup):
+    cfg, net, meta, _, video, _ = setup
+    frames = _frames(video, cfg)[: meta["clip_len"] - 1]
+    with pytest.raises(DataError, match="too short"):
+        list(score.stream(net, meta, iter(frames), "cpu", 2))
+
+
+def test_segments_drop_short_runs_and_flag_long_ones():
+    scores = [0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1]
+    seg = score.Segments(0.5, 3)
+    out = []
+    for i, s in enumerate(scores):
+        out += seg.push(i, i, float(s))
+    out += seg.close()
+    assert [i for i, _ in out] == list(range(len(scores)))       # every frame once, in order
+    assert [int(f) for _, f in out] == [0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1]
+    assert [(g["start_frame"], g["end_frame"], g["frames"]) for g in seg.found] == [(4, 7, 4), (9, 11, 3)]
+    # a score exactly at the threshold is flagged; no threshold flags nothing
+    seg = score.Segments(0.5, 1)
+    assert seg.push("a", 0, 0.5) == [("a", True)]
+    seg = score.Segments(None, 1)
+    assert seg.push("a", 0, 1.0) == [("a", False)]
+
+
+def test_timeline_keeps_bounded_bins_and_the_exact_mean():
+    tl = score.Timeline(bins=64)
+    rng = np.random.default_rng(0)
+    values = rng.random(10_001)
+    for v in values:
+        tl.add(float(v))
+    x, lo, mean, hi = tl.arrays()
+    assert len(x) <= 64 and sum(tl.n) == len(values)
+    assert np.isclose(np.sum(mean * np.asarray(tl.n)) / len(values), values.mean())
+    assert lo.min() == values.min() and hi.max() == values.max() and np.all(np.diff(x) > 0)
+
+
+def test_calibrated_score_is_the_normal_tail_share():
+    psnr = np.random.default_rng(1).normal(30.0, 2.0, 5000)
+    cal = calibration.calibrate(psnr)
+    assert calibration.check(cal) is cal
+    # at the stored quantiles the score is exactly 1 − level
+    for level, key in calibration.LEVELS:
+        assert calibration.to_score(cal[key], cal) == pytest.approx(1.0 - level)
+    assert calibration.to_score(cal["psnr_min"] - 5, cal) == 1.0
+    assert calibration.to_score(cal["psnr_max"] + 5, cal) == 0.0
+    grid = np.linspace(20, 40, 200)
+    assert np.all(np.diff(calibration.to_score(grid, cal)) <= 0)      # lower PSNR, higher score
+    # the default threshold flags about 1 % of normal frames
+    assert np.mean(calibration.to_score(psnr, cal) >= calibration.DEFAULT_THRESHOLD) == pytest.approx(0.01, abs=0.003)
+    # train's stored format is what score reads
+    assert calibration.check(train_calibration(psnr, "validation"))
+    assert calibration.to_score(31.0, train_calibration(psnr, "validation")) == pytest.approx(
+        calibration.to_score(31.0, cal), abs=1e-9)
+    with pytest.raises(DataError, match="no PSNR calibration"):
+        calibration.check(None, "m.pt")
+
+
+def test_score_video_writes_csv_timeline_summary_and_annotated_video(setup, tmp_path):
+    cfg, _, _, model, video, _ = setup
+    out = tmp_path / "out"
+    ann = tmp_path / "annotated.mp4"
+    s = score.run(cfg, video, model, out, threshold=0.5, video=ann, progress=False)
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert [int(r["frame"]) for r in rows] == list(range(40)) and s["frames"] == 40
+    assert float(rows[10]["time_s"]) == pytest.approx(1.0)                       # 10 fps video
+    sc = np.array([float(r["score"]) for r in rows])
+    assert np.all((sc >= 0) & (sc <= 1))
+    flagged = np.array([int(r["flagged"]) for r in rows])
+    assert flagged.sum() == s["flagged_frames"] == sum(g["frames"] for g in s["segments"])
+    for g in s["segments"]:
+        assert g["frames"] >= cfg.score.min_segment
+        assert np.all(flagged[g["start_frame"]:g["end_frame"] + 1] == 1)
+        assert np.all(sc[g["start_frame"]:g["end_frame"] + 1] >= 0.5)
+        assert g["start_s"] == pytest.approx(g["start_frame"] / 10)
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s))
+    assert s["normalization"]["kind"] == "calibrated" and s["threshold"] == 0.5
+    assert cv2.imread(str(out / "timeline.png")) is not None
+    cap = cv2.VideoCapture(str(ann))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 40
+
+
+def test_score_frame_folder_minmax_without_fps(setup, tmp_path):
+    cfg, _, _, model, _, _ = setup
+    folder = tmp_path / "frames"
+    write_frame_folder(folder, 20, size=(48, 64))
+    cfg = tiny_cfg(tmp_path, **SMALL, score={"normalization": "minmax", "min_segment": 1})
+    s = score.run(cfg, folder, model, tmp_path / "out", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "scores.csv")))
+    assert len(rows) == 20 and all(r["time_s"] == "" for r in rows) and s["fps"] is None
+    sc = np.array([float(r["score"]) for r in rows])
+    assert sc.min() == pytest.approx(0.0) and sc.max() == pytest.approx(1.0)    # per-video min-max
+    assert s["threshold"] is None and s["segments"] == [] and s["normalization"]["kind"] == "minmax"
+
+
+def test_score_needs_a_calibration_for_calibrated_scores(setup, tmp_path):
+    cfg, net, _, _, video, _ = setup
+    bare = tmp_path / "bare.pt"
+    save_model(bare, net, model_meta(cfg))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="no PSNR calibration"):
+        score.run(cfg, video, bare, out, progress=False)
+    assert not out.exists()
+
+
+def test_score_cli_errors_are_one_line(setup, tmp_path, capsys):
+    cfg, _, _, model, video, _ = setup
+    params = tmp_path / "params.yaml"
+    from pseudovad import config as config_mod
+
+    params.write_text(config_mod.dump(cfg))
+    cases = [
+        ([str(tmp_path / "missing.avi"), "--model", str(model)], "no such video file or frame folder"),
+        ([str(video), "--model", str(tmp_path / "nope.pt")], "model file not found"),
+        ([str(video), "--model", str(model), "--threshold", "1.5"], "--threshold: must be in [0, 1]"),
+        ([str(video), "--model", "s3://bucket/model.pt"], "s3://bucket/model.pt"),
+    ]
+    for args, msg in cases:
+        assert cli_main(["score", "-P", str(params), *args, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, err
