@@ -101,7 +101,7 @@ def test_dvc_push_pull_between_laptop_and_cluster(s3_endpoint, tmp_path, monkeyp
     monkeypatch.chdir(laptop)
     s = ingest.run(config_mod.load("params.yaml"), progress=False)
     assert [v["video"][-4:] for v in s["ingested"]] == ["day2"]
-    sh([str(BIN / "dvc"), "commit", "-f"], laptop)
+    sh([str(BIN / "dvc"), "commit", "-f", "ingest", "extract"], laptop)   # as the README says
     sh([str(BIN / "dvc"), "push"], laptop)
     sh(["git", "commit", "-q", "-am", "data v2"], laptop)
     sh(["git", "pull", "-q"], cluster)
