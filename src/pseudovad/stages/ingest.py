@@ -186,6 +186,14 @@ def _store_state(store: Path, cfg: Config, root: Path, accepted_ids: set[str]
     return keep, extra
 
 
+def _read_only_entries(store: Path) -> list[VideoEntry]:
+    """--no-store still refuses footage the store already has (e.g. one of data.root's videos)."""
+    try:
+        return FrameStore(store).entries if (store / MANIFEST).is_file() else []
+    except DataError:
+        return []
+
+
 def run(cfg: Config, source: Optional[str] = None, store: str | Path | None = None,
         root: str | Path | None = None, extract_frames: bool = True, progress: bool = True) -> dict:
     store = Path(store or cfg.data.store)
@@ -207,10 +215,11 @@ def run(cfg: Config, source: Optional[str] = None, store: str | Path | None = No
         summary["listed"] = len(cands)
         accepted_ids = {r["video"] for r in ingested.accepted(data)}
         entries, extra = _store_state(store, cfg, root, accepted_ids) if extract_frames else ([], {})
-        known = {e.checksum: e.id for e in entries}
+        existing = entries if extract_frames else _read_only_entries(store)
+        known = {e.checksum: e.id for e in existing}
         known.update({r["checksum"]: r.get("video") or r.get("file") for r in data["objects"]
                       if r.get("status") in ("ingested", "quarantined") and r.get("checksum")})
-        taken = {e.id for e in entries if e.split == "training"} | accepted_ids
+        taken = {e.id for e in existing if e.split == "training"} | accepted_ids
         today = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
         incoming = root.with_name(f".{root.name}.incoming")
         staged = staging_dir(store) if extract_frames else None
