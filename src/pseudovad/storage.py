@@ -217,6 +217,7 @@ class S3:
         part = dest.with_name(dest.name + ".part")
         first = part.stat().st_size if part.exists() else 0
         last: Optional[BaseException] = None
+        md5_ok = True
         for attempt in range(1, self.max_attempts + 1):
             have = part.stat().st_size if part.exists() else 0
             if have > obj.size:
@@ -224,12 +225,12 @@ class S3:
                 have = 0
             try:
                 if have < obj.size:
-                    self._fetch_range(obj, part, have, on_bytes)
+                    md5_ok = self._fetch_range(obj, part, have, on_bytes)
                 elif not part.exists():
                     part.touch()
                 size = part.stat().st_size
                 md5, sha = digests(part)
-                if size != obj.size or (obj.md5 and md5 != obj.md5):
+                if size != obj.size or (obj.md5 and md5_ok and md5 != obj.md5):
                     part.unlink()
                     raise _Corrupt(f"got {size} bytes (md5 {md5}), object has {obj.size} (ETag {obj.etag})")
                 os.replace(part, dest)
@@ -258,7 +259,11 @@ class S3:
                                   f"({type(last).__name__}: {last}); rerun to resume from {part}"))
 
     def _fetch_range(self, obj: S3Object, part: Path, start: int,
-                     on_bytes: Optional[Callable[[int], None]]) -> None:
+                     on_bytes: Optional[Callable[[int], None]]) -> bool:
+        """Append the object's bytes from `start` to `part`; True if its ETag is its MD5.
+
+        (With SSE-KMS or customer-key encryption the ETag is not the content MD5.)
+        """
         kwargs = {"Bucket": self.bucket, "Key": obj.key}
         if obj.etag:
             kwargs["IfMatch"] = obj.etag
@@ -283,6 +288,7 @@ class S3:
                         on_bytes(len(chunk))
         finally:
             body.close()
+        return not (str(r.get("ServerSideEncryption", "")).startswith("aws:kms") or r.get("SSECustomerAlgorithm"))
 
     # ------------------------------------------------------------------------------------------
     def upload(self, src: str | Path, key: str, part_size: int = 8 << 20) -> S3Object:
