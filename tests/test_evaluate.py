@@ -251,3 +251,20 @@ def test_unquoted_numeric_video_ids_get_a_hint(evaluated, tmp_path):
     cfg, tmp, _ = evaluated
     with pytest.raises(DataError, match=r"no testing video\(s\) 2 .*quote video ids"):
         evaluate.run(cfg, out=tmp_path / "e", videos=["2"])
+
+
+def test_evaluate_mae_nct_scores_the_predicted_frame(evaluated, tmp_path):
+    cfg, _, _ = evaluated
+    mae = tiny_cfg(tmp_path, data={"store": cfg.data.store},
+                   model={"method": "mae_nct", "mae": {"patch_size": 8, "embed_dim": 16, "depth": 1, "heads": 2,
+                                                       "in_frames": 2}},
+                   pseudo={"mask_patch": 16}, evaluate={"top_k": 1})
+    torch.manual_seed(0)
+    save_model(tmp_path / "mae.pt", build_model(mae), model_meta(mae))
+    m = evaluate.run(mae, model=tmp_path / "mae.pt", out=tmp_path / "e")
+    assert (m["method"], m["variant"]) == ("mae_nct", "nct")
+    rows = [r for r in csv.DictReader((tmp_path / "e/scores.csv").open()) if r["video"] == "01"]
+    psnr_ = [r["psnr"] for r in rows]
+    # frames 0 and 1 only ever serve as input: they carry frame 2's score (the first predicted frame);
+    # the last frame is predicted, so nothing is filled at the end
+    assert psnr_[0] == psnr_[1] == psnr_[2] and psnr_[-1] != psnr_[-2]
