@@ -130,6 +130,22 @@ def test_masked_patches_see_only_the_mask_token():
         assert not torch.allclose(net(x), net(x, mask), atol=1e-4)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    net = MAEPredictor(1, 2, (32, 32), 8, embed_dim=32, depth=2, heads=2).train()
+    x = torch.rand(2, 1, 2, 32, 32) * 2 - 1
+
+    def grads():
+        net.zero_grad()
+        net(x).square().mean().backward()
+        return [p.grad.clone() for p in net.parameters() if p.grad is not None]
+
+    plain = grads()
+    net.set_grad_checkpointing(True)
+    ckpt = grads()
+    assert len(plain) == len(ckpt) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, ckpt))
+
+
 def test_timm_key_names():
     keys = set(MAEPredictor(1, 2, (32, 32), 8, embed_dim=32, depth=1, heads=2).state_dict())
     for k in ("patch_embed.proj.weight", "pos_embed", "mask_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight",
@@ -207,15 +223,23 @@ def test_nct_step_is_finite_updates_parameters_and_logs_all_terms(tmp_path):
     method.steps_per_epoch = 2
     before = {k: v.clone() for k, v in method.F.state_dict().items()}
     rec = method.train_step(_clip(), torch.Generator().manual_seed(0))
-    assert set(rec) == {"loss", "loss_normal", "loss_pseudo", "loss_cst", "mask_ratio_actual"}
+    assert set(rec) == {"loss", "loss_f_normal", "loss_f_pseudo", "loss_cst", "mask_ratio_actual"}
     assert all(math.isfinite(v) for v in rec.values())
     assert rec["mask_ratio_actual"] == pytest.approx(0.75)
     p = method.cfg.pseudo
-    assert rec["loss"] == pytest.approx(p.lambda_n * rec["loss_normal"] + p.lambda_p * rec["loss_pseudo"]
+    assert rec["loss"] == pytest.approx(p.lambda_n * rec["loss_f_normal"] + p.lambda_p * rec["loss_f_pseudo"]
                                         + p.lambda_cst * rec["loss_cst"], rel=1e-5)
     after = method.F.state_dict()
     for k in ("patch_embed.proj.weight", "mask_token", "blocks.1.attn.qkv.weight", "decoder.weight"):
         assert not torch.equal(before[k], after[k]), k
+
+
+def test_nct_step_under_bf16_autocast_is_finite(tmp_path):
+    method = MAENCTMethod(mae_cfg(tmp_path), torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rec = method.train_step(_clip(), torch.Generator().manual_seed(0))
+    assert all(math.isfinite(v) for v in rec.values())
+    assert method.F.decoder.weight.dtype == torch.float32   # weights stay fp32; only compute is bf16
 
 
 def test_none_mode_never_draws_masks(tmp_path, monkeypatch):
@@ -228,7 +252,7 @@ def test_none_mode_never_draws_masks(tmp_path, monkeypatch):
     state = gen.get_state()
     for _ in range(3):
         rec = method.train_step(_clip(), gen)
-        assert set(rec) == {"loss", "loss_normal", "mask_ratio_actual"} and rec["mask_ratio_actual"] == 0.0
+        assert set(rec) == {"loss", "loss_f_normal", "mask_ratio_actual"} and rec["mask_ratio_actual"] == 0.0
     assert torch.equal(gen.get_state(), state)
     assert mask_mod.random_patch_mask is not boom   # only the method's reference was replaced
 
@@ -240,7 +264,7 @@ def test_prob_mode_masks_whole_batches_with_probability_p_and_no_kl(tmp_path, p,
     for _ in range(2):
         rec = method.train_step(_clip(), gen)
         assert "loss_cst" not in rec
-        assert ("loss_pseudo" in rec) is expect_pseudo and ("loss_normal" in rec) is not expect_pseudo
+        assert ("loss_f_pseudo" in rec) is expect_pseudo and ("loss_f_normal" in rec) is not expect_pseudo
         assert rec["mask_ratio_actual"] == (0.75 if expect_pseudo else 0.0)
 
 

@@ -124,22 +124,25 @@ class MAENCTMethod(Method):
             y_o, y_p = pred.chunk(2)
             l_n, l_p, l_c = prediction_loss(y_o, y), prediction_loss(y_p, y), symmetric_kl(f_o, f_p)
             loss = p.lambda_n * l_n + p.lambda_p * l_p + p.lambda_cst * l_c
-            rec = {"loss_normal": l_n, "loss_pseudo": l_p, "loss_cst": l_c, "mask_ratio_actual": mask.float().mean()}
+            rec = {"loss_f_normal": l_n, "loss_f_pseudo": l_p, "loss_cst": l_c, "mask_ratio_actual": mask.float().mean()}
         elif self.mode == "prob" and bool(torch.rand((), generator=gen) < p.p):
             mask = self.draw_mask(b, gen)
             l_p = prediction_loss(self._features(x, mask)[1], y)
             loss = p.lambda_p * l_p
-            rec = {"loss_pseudo": l_p, "mask_ratio_actual": mask.float().mean()}
+            rec = {"loss_f_pseudo": l_p, "mask_ratio_actual": mask.float().mean()}
         else:
             l_n = prediction_loss(self._features(x, None)[1], y)
             loss = p.lambda_n * l_n
-            rec = {"loss_normal": l_n, "mask_ratio_actual": torch.zeros(())}
+            rec = {"loss_f_normal": l_n, "mask_ratio_actual": torch.zeros(())}
         rec["loss"] = loss
         return loss, rec
 
     def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
-        """One AdamW step. Logs only the terms this batch computed (a `prob` batch is either
-        normal or pseudo), so the loop's per-epoch means are means over the batches that had them."""
+        """One AdamW step. Logs `loss` (the weighted total), `loss_f_normal` / `loss_f_pseudo`
+        ((L_int+L_gd) of the normal / masked branch: the history keys LTGPA uses for F's losses),
+        `loss_cst` (the symmetric KL, unweighted) and `mask_ratio_actual` (share of ViT patches
+        masked). Only the terms this batch computed are logged (a `prob` batch is either normal or
+        pseudo), so the loop's per-epoch means are means over the batches that had them."""
         self.sched.apply(self.steps_per_epoch)
         loss, rec = self.losses(clip, gen)
         self.opt.zero_grad(set_to_none=True)
