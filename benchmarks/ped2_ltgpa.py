@@ -57,7 +57,8 @@ def probe(a, variant: str) -> tuple[float, float]:
     from pseudovad.models.io import load_model
     from pseudovad.stages import train
 
-    cfg = variant_cfg(a, variant, [f"train.max_steps={a.probe_steps}", f"train.checkpoint_every={a.probe_steps}"])
+    cfg = variant_cfg(a, variant, [f"train.max_steps={a.probe_steps}", f"train.checkpoint_every={a.probe_steps}",
+                                   "tracking.enabled=false"])   # a probe is not a result: keep it out of MLflow
     out = Path(a.out_root) / variant / "probe"
     shutil.rmtree(out, ignore_errors=True)
     s = train.run(cfg, out=out, progress=False)

@@ -190,7 +190,7 @@ def test_evaluate_end_to_end_outputs(evaluated):
 
 def test_evaluate_cli_model_path_video_subset_and_errors(evaluated, tmp_path, capsys):
     cfg, tmp, _ = evaluated
-    args = ["-p", f"data.store={cfg.data.store}", "--device", "cpu"]
+    args = ["-p", f"data.store={cfg.data.store}", "-p", "tracking.enabled=false", "--device", "cpu"]  # no MLflow in the repo
     rc = cli_main(["evaluate", *args, "--model", str(tmp / "train/model.pt"), "--out", str(tmp_path / "e"),
                    "--videos", "02"])
     assert rc == 0
