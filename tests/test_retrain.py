@@ -3,7 +3,6 @@ gate deciding, and nothing done (exit 0) when nothing is new."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
