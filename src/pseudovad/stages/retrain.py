@@ -105,7 +105,7 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
             write_json(out / "last.json", summary)
             return summary
 
-        init = champ["uri"] if (champ and cfg.ingest.warm_start) else None
+        init = champ["uri"] if (champ and cfg.ingest.warm_start) else cfg.train.init   # default null: scratch
         rcfg = round_config(cfg, rdir, init)
         summary["warm_start"] = init
         with tracking.run(rcfg, "retrain", fingerprint=fingerprint,
