@@ -34,7 +34,8 @@ def train(
     Checkpoints go to `checkpoint_dir/<run_id>/train`, on a volume, so a retried pod resumes.
 
     `init` warm-starts from a model.pt or MLflow URI; `warm_start` from the registry's current
-    champion of `model_name` (default pseudovad-<method>) when `init` is empty.
+    champion of `model_name` (default pseudovad-<method>) when `init` is empty (from scratch
+    while there is no champion yet).
     Precedence of settings: `params` (params.yaml text) < the typed parameters < the tuned best
     params (when a tune step ran) < `overrides` (key=value strings).
     """
@@ -47,7 +48,9 @@ def train(
 
     from pseudovad import config
     from pseudovad.models.io import read_model_file
+    from pseudovad.stages import retrain
     from pseudovad.stages import train as stage
+    from pseudovad.training import search_space
 
     typed = {"model": {"method": method},
              "pseudo": {"kind": pseudo_kind, "lam": lam, "p": p, "sigma": sigma, "mask_ratio": mask_ratio},
@@ -58,11 +61,15 @@ def train(
     if model_name:
         typed["registry"] = {"model_name": model_name}
     tree = config.deep_merge(yaml.safe_load(params) or {}, typed)
-    if tuned is not None:
-        tree = config.deep_merge(tree, yaml.safe_load(Path(tuned.path, "best_params.yaml").read_text()) or {})
+    if tuned is not None:   # the searched keys only: the rest of tune's params is its own base
+        best = json.loads(Path(tuned.path, "metrics.json").read_text())["best_config"]
+        tree = search_space.apply(tree, best)
     cfg = config.load(None, [str(o) for o in overrides], extra=tree)
-    if init or warm_start:
-        cfg.train.init = init or f"models:/{cfg.registered_model_name}@champion"
+    if init:
+        cfg.train.init = init
+    elif warm_start:        # the champion's pinned version; none yet: from scratch
+        champ = retrain.champion(cfg)
+        cfg.train.init = champ["uri"] if champ else None
 
     work = Path(checkpoint_dir, run_id or "run", "train") if checkpoint_dir else Path(model.path + ".work")
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)

@@ -1,4 +1,5 @@
-"""KFP component: `tune` — frame store → best params (Artifact holding best_params.yaml) + metrics."""
+"""KFP component: `tune` — frame store → best values (Artifact: best_params.yaml, results.csv,
+metrics.json with best_config) + search metrics."""
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
@@ -14,13 +15,19 @@ def tune(
     overrides: list = [],
     method: str = "ltgpa",
     pseudo_kind: str = "learned",
+    lam: float = 0.1,
+    p: float = 0.5,
+    sigma: float = 0.1,
+    mask_ratio: float = 0.75,
     num_samples: int = 8,
     mlflow_uri: str = "",
     checkpoint_dir: str = "",
     run_id: str = "",
 ):
-    """Ray Tune search; its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a
-    retried pod restores the search instead of starting over."""
+    """Ray Tune search around the same base settings train gets (the searched keys vary).
+
+    Its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a retried pod restores
+    the search instead of starting over."""
     import os
     import shutil
     from pathlib import Path
@@ -30,7 +37,8 @@ def tune(
     from pseudovad import config
     from pseudovad.stages import tune as stage
 
-    typed = {"model": {"method": method}, "pseudo": {"kind": pseudo_kind}, "tune": {"num_samples": num_samples}}
+    typed = {"model": {"method": method}, "tune": {"num_samples": num_samples},
+             "pseudo": {"kind": pseudo_kind, "lam": lam, "p": p, "sigma": sigma, "mask_ratio": mask_ratio}}
     if mlflow_uri:
         typed["tracking"] = {"uri": mlflow_uri}
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri   # also for MLflow calls made without the config
@@ -40,8 +48,11 @@ def tune(
     summary = stage.run(cfg, store=store.path, out=work)
 
     Path(best.path).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(work / "best_params.yaml", Path(best.path, "best_params.yaml"))
-    best.metadata["best"] = summary.get("best_config", {})
-    for k, v in summary.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            metrics.log_metric(k, v)
+    for name in ("best_params.yaml", "results.csv", "metrics.json"):
+        shutil.copyfile(work / name, Path(best.path, name))
+    best.metadata["best_config"] = summary["best_config"]
+    for k in ("best_val_auc", "test_auc", "test_auc_macro", "test_eer", "trials", "completed", "stopped_early",
+              "errored"):
+        if summary.get(k) is not None:
+            metrics.log_metric(k, summary[k])
+    shutil.rmtree(work)   # trial checkpoints: the search is over, they only fill the volume

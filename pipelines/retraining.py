@@ -3,9 +3,10 @@
 Operators drop new normal footage under an S3 prefix; each run ingests what is new into a frame
 store kept on a volume (it grows run after run, and its labelled test split — the fixed
 evaluation set — stays put), fine-tunes from the registry's champion, evaluates on that same
-test split and lets the promotion gate decide. A run that finds no new footage skips training
-(the ingest report says so). Nothing is cached: the bucket and the champion change between runs
-while the parameters do not.
+test split and lets the promotion gate decide. When a registered version was already trained on
+exactly the training split now on the volume, there is nothing to learn and the run stops after
+ingest (its report says so); a run after a failed one still trains. Nothing is cached: the
+bucket and the champion change between runs while the parameters do not.
 """
 from kfp import dsl
 
@@ -47,12 +48,13 @@ def retraining_pipeline(
 ):
     pp = dict(locals())
     ing = ingest(source=source, store_dir=store_dir, quarantine_dir=quarantine_dir, params=params,
-                 overrides=overrides)
+                 overrides=overrides, mlflow_uri=mlflow_uri, model_name=model_name)
     tasks.step(ing, "ingest", cache=False)
     tasks.preemptible(ing)      # downloads resume; what was committed is not fetched again
     tasks.volume(ing, data_pvc, DATA_MOUNT)
     tasks.s3_secret(ing, s3_secret)
+    tasks.mlflow_secret(ing, mlflow_secret)
 
-    with dsl.If(ing.outputs["Output"] > 0, name="new-footage"):
+    with dsl.If(ing.outputs["Output"] == True, name="new-data"):  # noqa: E712 (a pipeline condition)
         train_evaluate_register(pp, store_dir=store_dir, warm_start=warm_start, volume=(data_pvc, DATA_MOUNT),
                                 cache=False)

@@ -207,7 +207,7 @@ def test_retraining_trains_only_when_ingest_added_footage(retraining_ir):
         {"componentInputParameter": "s3_secret"}
     cond = [t for t, _ in retraining_ir.tasks.values() if "triggerPolicy" in t]
     assert len(cond) == 1 and "ingest-Output" in cond[0]["triggerPolicy"]["condition"]
-    assert "> 0" in cond[0]["triggerPolicy"]["condition"]
+    assert "== true" in cond[0]["triggerPolicy"]["condition"]
     assert ingest_step.get("cachingOptions", {}).get("enableCache") is not True
     for step in ("ingest", "train", "evaluate"):
         mounts = retraining_ir.k8s[retraining_ir.executor(step)]["pvcMount"]
@@ -224,6 +224,39 @@ def test_steps_run_as_the_image_user_and_install_nothing(training_ir, retraining
             assert "pip install" not in " ".join(c["command"] + c.get("args", [])), step   # offline clusters
             sc = ir.k8s[ir.executor(step)]["securityContext"]
             assert sc["runAsNonRoot"] is True and int(sc["runAsUser"]) == tasks.UID, step
+
+
+def test_train_component_settings_precedence_and_tuned_values(tmp_path):
+    """params < typed parameters < tune's best values < overrides; checkpoints gone afterwards."""
+    import torch
+    from kfp.dsl import Artifact, Dataset, Metrics, Model
+
+    from components import train
+    from pseudovad.stages import extract, synthesize
+    from tests.conftest import tiny_cfg
+
+    cfg = tiny_cfg(tmp_path)
+    synthesize.run(cfg)
+    extract.run(cfg, progress=False)
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / "metrics.json").write_text(json.dumps({"best_config": {"pseudo.lam": 0.37, "train.lr": 0.002}}))
+    params = {**TINY_PARAMS, "pseudo": {"lam": 0.9, "p": 0.9}, "train": {"lr": 0.5, "max_steps": 2}}
+    art = lambda cls, name: cls(uri=str(tmp_path / "out" / name))  # noqa: E731
+    (tmp_path / "out").mkdir()
+    model, metrics, history = art(Model, "model"), art(Metrics, "metrics"), art(Artifact, "history")
+    train.python_func(model=model, metrics=metrics, history=history, params=yaml.safe_dump(params),
+                      overrides=["train.lr=0.003"], lam=0.2, p=0.25, epochs=1,
+                      checkpoint_dir=str(tmp_path / "ckpt"), run_id="run-7",
+                      store=Dataset(uri=str(cfg.data.store)), tuned=Artifact(uri=str(tuned)))
+    meta = torch.load(model.path, weights_only=True)["meta"]
+    assert meta["config"]["pseudo"]["lam"] == 0.37      # tuned beats the typed parameter
+    assert meta["config"]["pseudo"]["p"] == 0.25        # typed beats params
+    assert meta["config"]["train"]["lr"] == 0.003       # overrides beat everything
+    assert meta["config"]["data"]["size"] == [32, 32]   # params beat the defaults
+    assert metrics.metadata["steps"] == 2 and model.metadata["method"] == "ltgpa"
+    assert (Path(history.path) / "history.jsonl").is_file()
+    assert not (tmp_path / "ckpt" / "run-7" / "train").exists()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,12 +578,12 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
         return _outputs(root, "pseudovad-retraining")
 
     first = retrain(tmp_path / "kfp1")
-    assert json.loads((first / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": 1}
+    assert json.loads((first / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": True}
     counts = _artifact(first, "ingest", "counts")["metadata"]
     assert (counts["ingested"], counts["quarantined"], counts["failed"]) == (1, 1, 0)
     assert len(list((tmp_path / "volume" / "quarantine").glob("*.reason.txt"))) == 1
     snapshot = yaml.safe_load((first / "train" / "history" / "params.yaml").read_text())
-    assert snapshot["train"]["init"] == "models:/pseudovad-ltgpa@champion"     # warm start from the champion
+    assert snapshot["train"]["init"] == "models:/pseudovad-ltgpa/1"     # warm start from the champion, pinned
     c = MlflowClient(tracking_uri=mlflow_server)
     v2 = c.get_model_version("pseudovad-ltgpa", "2")
     assert v2.tags["gate.decision"] in ("promoted", "kept")
@@ -559,9 +592,10 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
     assert c.get_registered_model("pseudovad-ltgpa").aliases["challenger"] == "2"
 
     second = retrain(tmp_path / "kfp2")          # nothing new in the bucket: no training, no version
-    assert json.loads((second / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": 0}
+    assert json.loads((second / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": False}
     assert _artifact(second, "ingest", "counts")["metadata"]["known"] == 2
     assert not (second / "train").exists()
-    assert "ingest: nothing new" in (second / "ingest" / "report").read_text()
+    report = (second / "ingest" / "report").read_text()
+    assert "ingest: nothing new" in report and "nothing to learn: pseudovad-ltgpa v2" in report
     assert len(c.search_model_versions("name = 'pseudovad-ltgpa'")) == 2
     assert SECRET_KEY not in capfd.readouterr().out
