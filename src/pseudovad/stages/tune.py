@@ -40,7 +40,7 @@ from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import ConfigError, TrainingError
 from pseudovad.io import write_json, write_text
 from pseudovad.training import search_space
-from pseudovad.training.tune_trial import BEST_MODEL, error_line, trial
+from pseudovad.training.tune_trial import BEST_MODEL, BEST_STATE, error_line, trial
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def _restorable(out: Path, key: str) -> bool:
     log.warning("%s holds a search made with other params (or an unfinished start): starting a new search", exp)
     shutil.rmtree(exp)
     shutil.rmtree(out / TRIALS, ignore_errors=True)
+    for name in ("best_params.yaml", BEST_MODEL, "metrics.json", "results.csv"):  # the old search's verdict
+        (out / name).unlink(missing_ok=True)
     return False
 
 
@@ -202,23 +204,36 @@ def _searcher(cfg: Config):
 # ----------------------------------------------------------------------------------------------
 # Results
 
-def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int) -> list[dict[str, Any]]:
-    """One row per trial from Ray's ResultGrid."""
+def trial_statuses(exp: Path) -> dict[str, str]:
+    """Tune's status of every trial (TERMINATED, ERROR, or PENDING / RUNNING / PAUSED if interrupted)."""
+    from ray.tune import ExperimentAnalysis
+
+    return {t.trial_id: t.status for t in ExperimentAnalysis(str(exp)).trials}
+
+
+def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, statuses: dict[str, str],
+               trials: Path) -> list[dict[str, Any]]:
+    """One row per trial from Ray's ResultGrid, with the best epoch from the trial's own best.json
+    (what its best_model.pt holds; Ray's history of a trial restarted by a restore is partial)."""
     rows = []
     for r in results:
         m = r.metrics or {}
         cfg = {k: search_space.plain(v) for k, v in (r.config or {}).items()}
+        tid = m.get("trial_id") or ""
         epochs = int(m["epoch"]) if m.get("epoch") is not None else 0
-        outcome = "error" if r.error is not None else ("completed" if epochs >= max_epochs else "stopped_early")
-        row = {"trial_id": m.get("trial_id") or Path(r.path).name, "outcome": outcome, "epochs": epochs,
-               "val_auc": m.get(METRIC), "best_val_auc": None, "best_epoch": None}
-        df = r.metrics_dataframe
-        if df is not None and METRIC in df and df[METRIC].notna().any():
-            i = df[METRIC].idxmax()
-            row["best_val_auc"] = float(df[METRIC][i])
-            row["best_epoch"] = int(df["epoch"][i])
+        status = statuses.get(tid, "ERROR" if r.error is not None else "TERMINATED")
+        if status == "ERROR":
+            outcome = "error"
+        elif status != "TERMINATED":
+            outcome = "unfinished"
+        else:
+            outcome = "completed" if epochs >= max_epochs else "stopped_early"
+        best_file = trials / tid / BEST_STATE
+        best = json.loads(best_file.read_text()) if tid and best_file.is_file() else {}
+        row = {"trial_id": tid, "outcome": outcome, "epochs": epochs, "val_auc": m.get(METRIC),
+               "best_val_auc": best.get("val_auc"), "best_epoch": best.get("epoch")}
         row.update({k: cfg.get(k) for k in dims})
-        row["error"] = error_line(r.error) if r.error is not None else ""
+        row["error"] = error_line(r.error) if r.error is not None and outcome == "error" else ""
         row["mlflow_run_id"] = m.get("mlflow_run_id", "")
         rows.append(row)
     return sorted(rows, key=lambda r: r["trial_id"])   # Tune's creation order: stable across restores
@@ -325,8 +340,12 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
                     run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out), verbose=1,
                                               failure_config=tune.FailureConfig(max_failures=tu.max_failures)))
             results = tuner.fit()
-            rows = trial_rows(results, dims, tu.max_epochs)
+            rows = trial_rows(results, dims, tu.max_epochs, trial_statuses(out / EXPERIMENT), out / TRIALS)
             write_text(out / "results.csv", results_csv(rows))
+            unfinished = [r["trial_id"] for r in rows if r["outcome"] == "unfinished"]
+            if unfinished:  # Ctrl-C: Tune saved the experiment and returned early
+                raise TrainingError(f"tune: search interrupted with {len(unfinished)} unfinished trial(s); run the same "
+                                    f"command again to restore it from {out / EXPERIMENT} (so far: {out / 'results.csv'})")
             errors = [{"trial_id": r["trial_id"], "error": r["error"]} for r in rows if r["outcome"] == "error"]
             for e in errors:
                 log.error("trial %s failed: %s", e["trial_id"], e["error"])
