@@ -20,12 +20,14 @@ def tune(
     sigma: float = 0.1,
     mask_ratio: float = 0.75,
     num_samples: int = 8,
+    gpus_per_trial: float = 1.0,
     mlflow_uri: str = "",
     checkpoint_dir: str = "",
     run_id: str = "",
 ):
     """Ray Tune search around the same base settings train gets (the searched keys vary).
 
+    `gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
     Its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a retried pod restores
     the search instead of starting over."""
     import os
@@ -37,7 +39,7 @@ def tune(
     from pseudovad import config
     from pseudovad.stages import tune as stage
 
-    typed = {"model": {"method": method}, "tune": {"num_samples": num_samples},
+    typed = {"model": {"method": method}, "tune": {"num_samples": num_samples, "gpus_per_trial": gpus_per_trial},
              "pseudo": {"kind": pseudo_kind, "lam": lam, "p": p, "sigma": sigma, "mask_ratio": mask_ratio}}
     if mlflow_uri:
         typed["tracking"] = {"uri": mlflow_uri}

@@ -68,6 +68,7 @@ def training_pipeline(
     epochs: int = 60,
     run_tune: bool = False,
     tune_samples: int = 8,
+    tune_gpus_per_trial: float = 1.0,
     min_delta: float = 0.0,
     model_name: str = "",
     params: str = "",
@@ -90,7 +91,8 @@ def training_pipeline(
 
     with dsl.If(run_tune == True, name="tuned"):  # noqa: E712 (a pipeline condition, not Python truth)
         tu = tune(store=store, params=params, overrides=overrides, method=method, pseudo_kind=pseudo_kind,
-                  lam=lam, p=p, sigma=sigma, mask_ratio=mask_ratio, num_samples=tune_samples, mlflow_uri=mlflow_uri, checkpoint_dir=checkpoint_dir,
+                  lam=lam, p=p, sigma=sigma, mask_ratio=mask_ratio, num_samples=tune_samples,
+                  gpus_per_trial=tune_gpus_per_trial, mlflow_uri=mlflow_uri, checkpoint_dir=checkpoint_dir,
                   run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         tasks.step(tu, "tune", cache=True)
         tasks.gpu(tu, accelerator_type, gpu_limit, gpu_node_selector, gpu_tolerations)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TRAINING_DEFAULTS = {
     "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75,
-    "epochs": 60, "run_tune": False, "tune_samples": 8, "min_delta": 0.0, "model_name": "", "params": "",
+    "epochs": 60, "run_tune": False, "tune_samples": 8, "tune_gpus_per_trial": 1.0, "min_delta": 0.0, "model_name": "", "params": "",
     "overrides": [], "accelerator_type": "nvidia.com/gpu", "gpu_limit": 1, "gpu_node_selector": {},
     "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     "checkpoint_pvc": "pseudovad-checkpoints", "checkpoint_dir": "/mnt/pseudovad-checkpoints",
@@ -489,6 +489,8 @@ TINY_PARAMS = {
     "model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}},
     "train": {"batch_size": 4, "lr": 1e-3},
     "evaluate": {"top_k": 1},
+    # a 2-trial search, one epoch each, tuned on test video 01 (02 held out), trials on CPU
+    "tune": {"max_epochs": 1, "grace_period": 1, "val_videos": ["01"], "cpus_per_trial": 1.0},
 }
 
 
@@ -504,7 +506,7 @@ def _artifact(run: Path, step: str, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mlflow_server):  # noqa: F811
-    """One local run of the training pipeline on tiny synthetic footage."""
+    """One local run of the training pipeline, tuned branch, on tiny synthetic footage."""
     from pseudovad import config as config_mod
     from pseudovad.data.synthetic import generate
 
@@ -516,7 +518,8 @@ def trained(tmp_path_factory, mlflow_server):  # noqa: F811
     params.write_text(yaml.safe_dump(TINY_PARAMS))
     root = tmp / "kfp"
     rc = cli.main(["local", "training", "-P", str(params), "-a", f"dataset_uri={tmp / 'dataset'}",
-                   "-a", f"mlflow_uri={mlflow_server}", "-a", "epochs=1", "--root", str(root)])
+                   "-a", f"mlflow_uri={mlflow_server}", "-a", "epochs=1", "-a", "run_tune=true",
+                   "-a", "tune_samples=2", "-a", "tune_gpus_per_trial=0", "--root", str(root)])
     assert rc == 0
     return {"tmp": tmp, "root": root, "run": _outputs(root, "pseudovad-training"), "params": params}
 
@@ -527,18 +530,24 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     from mlflow import MlflowClient
 
     run = trained["run"]
-    # untuned branch: extract → train-2 → evaluate-2 → register-2
-    assert not (run / "tune").exists()
-    metrics = _artifact(run, "evaluate-2", "metrics")["metadata"]
-    evaluation = json.loads((run / "evaluate-2" / "evaluation" / "metrics.json").read_text())
+    # the tuned branch ran (extract → tune → train → evaluate → register), the other did not
+    assert not any((run / step).exists() for step in ("train-2", "evaluate-2", "register-2"))
+    tuned = _artifact(run, "tune", "best")["metadata"]["best_config"]
+    assert set(tuned) == {"pseudo.lam", "pseudo.p", "train.lr"}
+    assert _artifact(run, "tune", "metrics")["metadata"]["trials"] == 2
+    used = yaml.safe_load((run / "train" / "history" / "params.yaml").read_text())
+    assert (used["pseudo"]["lam"], used["pseudo"]["p"], used["train"]["lr"]) == \
+        pytest.approx((tuned["pseudo.lam"], tuned["pseudo.p"], tuned["train.lr"]))
+    metrics = _artifact(run, "evaluate", "metrics")["metadata"]
+    evaluation = json.loads((run / "evaluate" / "evaluation" / "metrics.json").read_text())
     assert metrics["auc_micro"] == pytest.approx(evaluation["auc_micro"]) and 0.0 <= metrics["auc_micro"] <= 1.0
     assert metrics["frames"] == 80
-    roc = _artifact(run, "evaluate-2", "roc")["metadata"]["confidenceMetrics"]
+    roc = _artifact(run, "evaluate", "roc")["metadata"]["confidenceMetrics"]
     assert roc[0]["falsePositiveRate"] == 0.0 and roc[-1]["recall"] == pytest.approx(1.0)
     assert all(json.dumps(p) for p in roc)          # finite thresholds: the KFP UI stores this as JSON
-    blob = torch.load(run / "train-2" / "model", weights_only=True)
+    blob = torch.load(run / "train" / "model", weights_only=True)
     assert blob["meta"]["method"] == "ltgpa" and blob["meta"]["config"]["train"]["epochs"] == 1
-    assert _artifact(run, "train-2", "model")["metadata"]["clip_len"] == 8
+    assert _artifact(run, "train", "model")["metadata"]["clip_len"] == 8
     assert not any((trained["root"] / "checkpoints").rglob("*.pt"))   # finished runs leave no checkpoints
 
     c = MlflowClient(tracking_uri=mlflow_server)
@@ -547,7 +556,7 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     v1 = c.get_model_version("pseudovad-ltgpa", "1")
     assert float(v1.tags["auc_micro"]) == pytest.approx(evaluation["auc_micro"])
     assert v1.tags["eval_fingerprint"] == evaluation["fingerprint"]
-    decision = _artifact(run, "register-2", "decision")["metadata"]
+    decision = _artifact(run, "register", "decision")["metadata"]
     assert decision["promoted"] is True and decision["version"] == "1"
 
 
