@@ -14,10 +14,13 @@ projected service-account token file named by $KF_PIPELINES_SA_TOKEN_PATH (in-cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +102,19 @@ def compile_pipeline(pipeline, out: str | Path) -> Path:
     return out
 
 
-def client(host: str | None, token: str | None, namespace: str | None):
-    """kfp.Client from flags, then environment; the token is never printed."""
-    import kfp
-    from kfp.client import ServiceAccountTokenVolumeCredentials
-
+def resolve_host(host: str | None) -> str:
     host = host or os.environ.get("KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
     if not host:
         raise ConfigError("KFP endpoint: pass --host or set KFP_HOST (e.g. http://localhost:8080 after "
                           "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)")
+    return host
+
+
+def client(host: str, token: str | None, namespace: str | None):
+    """kfp.Client for `host`, the token from the flag, then the environment; never printed."""
+    import kfp
+    from kfp.client import ServiceAccountTokenVolumeCredentials
+
     token = token or os.environ.get("KFP_TOKEN")
     kwargs: dict[str, Any] = {"host": host}
     if namespace:
@@ -119,7 +126,33 @@ def client(host: str | None, token: str | None, namespace: str | None):
         if not Path(path).is_file():
             raise ConfigError(f"{path}: KF_PIPELINES_SA_TOKEN_PATH names no file")
         kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(path)
-    return kfp.Client(**kwargs)
+    # Without a namespace the constructor already calls the API (healthz: 5 tries, a traceback
+    # logged for each); the outcome is reported once, by api_errors.
+    logging.disable(logging.CRITICAL)
+    try:
+        with api_errors(host), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="This client only works with", category=FutureWarning)
+            return kfp.Client(**kwargs)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def api_errors(host: str | None):
+    """Unreachable endpoint, refused token, rejected request → one line, not a traceback."""
+    import kfp_server_api
+    import urllib3
+
+    try:
+        yield
+    except kfp_server_api.ApiException as e:
+        reason = " ".join(str(e.body or e.reason or "").split())[:300]
+        raise PseudovadError(f"KFP API {host}: HTTP {e.status} {reason}") from None
+    except TimeoutError:     # kfp.Client's healthz retries
+        raise PseudovadError(f"KFP API {host}: no healthz answer after 5 tries (is it the API endpoint, "
+                             "and is the token accepted?)") from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise PseudovadError(f"KFP API {host}: unreachable ({type(e).__name__})") from None
 
 
 def cron(expr: str) -> str:
@@ -148,15 +181,21 @@ def _package(a, pipeline, tmp: str) -> str:
 def cmd_run(a) -> int:
     pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
     args = parse_arguments(pipeline, a.arg, a.params)
-    c = client(a.host, a.token, a.namespace)
-    with tempfile.TemporaryDirectory() as tmp:
+    host = resolve_host(a.host)
+    c = client(host, a.token, a.namespace)
+    with tempfile.TemporaryDirectory() as tmp, api_errors(host):
         result = c.create_run_from_pipeline_package(
             _package(a, pipeline, tmp), arguments=args, run_name=a.run_name,
             experiment_name=a.experiment, namespace=a.namespace, pipeline_root=a.pipeline_root,
             enable_caching=False if a.no_cache else None, service_account=a.service_account)
     print(f"submitted {pipeline.name}: run {result.run_id} in experiment {a.experiment}")
     if a.wait:
-        done = result.wait_for_run_completion(timeout=a.wait)
+        try:
+            with api_errors(host):
+                done = result.wait_for_run_completion(timeout=a.wait)
+        except TimeoutError:
+            print(f"run {result.run_id}: still running after {a.wait}s (it goes on; see the KFP UI)")
+            return 1
         state = getattr(done, "state", None)
         print(f"run {result.run_id}: {state}")
         return 0 if str(state).upper() == "SUCCEEDED" else 1
@@ -167,9 +206,10 @@ def cmd_schedule(a) -> int:
     pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
     args = parse_arguments(pipeline, a.arg, a.params)
     schedule = cron(a.cron)
-    c = client(a.host, a.token, a.namespace)
-    experiment = c.create_experiment(a.experiment, namespace=a.namespace)
-    with tempfile.TemporaryDirectory() as tmp:
+    host = resolve_host(a.host)
+    c = client(host, a.token, a.namespace)
+    with tempfile.TemporaryDirectory() as tmp, api_errors(host):
+        experiment = c.create_experiment(a.experiment, namespace=a.namespace)
         job = c.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=a.name or f"{pipeline.name}-schedule",
             cron_expression=schedule, max_concurrency=a.max_concurrency, no_catchup=not a.catchup,
@@ -180,8 +220,6 @@ def cmd_schedule(a) -> int:
 
 
 def cmd_local(a) -> int:
-    import warnings
-
     from kfp import local
 
     pipeline = load_pipeline(a.pipeline)

@@ -303,8 +303,9 @@ def test_console_script_compiles_with_an_image_override(tmp_path):
 class FakeKFP:
     """Just enough of the KFP v2beta1 REST API to record what the client sends."""
 
-    def __init__(self):
+    def __init__(self, state: str = "SUCCEEDED", status: int = 200):
         self.requests: list[dict] = []
+        self.state, self.status = state, status      # what GET /runs/<id> says; the HTTP status of every reply
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -319,12 +320,16 @@ class FakeKFP:
                     reply = {"experiment_id": "exp-1", "display_name": body["display_name"]}
                 elif self.path.startswith("/apis/v2beta1/recurringruns"):
                     reply = {"recurring_run_id": "rr-1"}
+                elif self.path.startswith("/apis/v2beta1/runs/"):
+                    reply = {"run_id": "run-1", "state": outer.state}
                 elif self.path.startswith("/apis/v2beta1/runs"):
                     reply = {"run_id": "run-1"}
                 else:
                     reply = {}
+                if outer.status != 200:
+                    reply = {"error_message": "token refused", "code": 16}
                 data = json.dumps(reply).encode()
-                self.send_response(200)
+                self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -393,6 +398,29 @@ def test_schedule_creates_a_cron_recurring_run(tmp_path, monkeypatch, capsys):
     assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "pseudovad-retraining"
     assert body["runtime_config"]["parameters"] == {"source": "s3://cams/footage/", "mlflow_uri": "http://mlflow:5000"}
     assert {r["auth"] for r in api.requests} == {"Bearer sa-token"}
+
+
+@pytest.mark.parametrize("state,rc", [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_run_wait_exits_with_the_run_outcome(state, rc, monkeypatch, capsys):
+    monkeypatch.setenv("KFP_TOKEN", "t")
+    with FakeKFP(state=state) as api:
+        assert cli.main(["run", "training", "--host", api.url, "--wait", "60", "-a", "dataset_uri=d",
+                         "-a", "mlflow_uri=m"]) == rc
+    assert f"run run-1: {state}" in capsys.readouterr().out
+    assert any(r["method"] == "GET" and r["path"] == "/apis/v2beta1/runs/run-1" for r in api.requests)
+
+
+def test_refused_token_and_unreachable_host_are_one_line_errors(monkeypatch, capsys):
+    monkeypatch.setenv("KFP_TOKEN", "expired")
+    with FakeKFP(status=401) as api:
+        assert cli.main(["schedule", "retraining", "--host", api.url, "--namespace", "team-a", "--cron", "0 3 * * *",
+                         "-a", "source=s3://b/", "-a", "mlflow_uri=m"]) == 2
+    err = capsys.readouterr().err
+    assert f"KFP API {api.url}: HTTP 401" in err and len(err.strip().splitlines()) == 1
+    assert "expired" not in err
+    assert cli.main(["run", "training", "--host", "http://127.0.0.1:9", "-a", "dataset_uri=d", "-a", "mlflow_uri=m"]) == 2
+    err = capsys.readouterr().err
+    assert "KFP API http://127.0.0.1:9: unreachable" in err and len(err.strip().splitlines()) == 1
 
 
 def test_run_without_a_host_is_a_one_line_error(monkeypatch, capsys):
