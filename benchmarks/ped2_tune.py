@@ -12,8 +12,10 @@ not comparable with the papers' numbers (all twelve videos, GPU, 60 epochs).
 
 CPU budget: an "epoch" is `--clips-per-epoch` clips (train.max_clips_per_epoch), so a trial costs
 at most `--max-epochs` × that many clips plus one scoring of the validation videos per epoch. The
-defaults (8 trials × ≤ 6 epochs × 256 clips, 2 CPUs per trial, one at a time) are about two
-hours on the 2-core development machine; the wall time of each run is measured and recorded.
+defaults (8 trials × ≤ 6 epochs × 256 clips, 2 CPUs per trial, one at a time, ASHA rungs at
+epochs 1, 2 and 4) are estimated at 1–1.5 hours on the 2-core development machine, from a smoke
+run where one validation pass over the three videos took about 50 s and the final scoring of the
+nine held-out videos about 2 min; the wall time of each run is measured and recorded.
 The searched/paper rows are appended to benchmarks/RESULTS.md with the exact settings.
 
     .venv/bin/python benchmarks/ped2_tune.py                         # the stated budget
