@@ -115,6 +115,30 @@ def test_missing_search_library_is_a_config_error():
             stage._searcher(config_mod.from_dict({"tune": {"search": name}}))
 
 
+def test_trial_outcomes_from_tune_statuses_and_best_json(tmp_path):
+    """completed / stopped_early / error / unfinished (an interrupted search), best epoch from best.json."""
+    from types import SimpleNamespace
+
+    from pseudovad.stages.tune import trial_rows
+
+    dims = search_space.parse_space(config_mod.from_dict({"tune": {"space": {"train.lr": {"type": "grid", "values": [1]}}}}))
+    (tmp_path / "a_1").mkdir()
+    (tmp_path / "a_1" / "best.json").write_text(json.dumps({"val_auc": 0.9, "epoch": 2}))
+
+    def result(name, epoch=None, error=None):
+        metrics = {"trial_id": name, "val_auc": 0.8, "epoch": epoch} if epoch else {"trial_id": name}
+        return SimpleNamespace(metrics=metrics, config={"train.lr": 0.1}, error=error, path=f"/x/trial_{name}_0")
+
+    statuses = {f"trial_{n}_0": (n, s) for n, s in
+                (("a_1", "TERMINATED"), ("a_2", "TERMINATED"), ("a_3", "ERROR"), ("a_4", "PENDING"))}
+    rows = trial_rows([result("a_4"), result("a_3", error=ValueError("boom")), result("a_2", 1), result("a_1", 3)],
+                      dims, 3, statuses, tmp_path)
+    assert [(r["trial_id"], r["outcome"]) for r in rows] == [
+        ("a_1", "completed"), ("a_2", "stopped_early"), ("a_3", "error"), ("a_4", "unfinished")]
+    assert (rows[0]["best_val_auc"], rows[0]["best_epoch"], rows[0]["val_auc"]) == (0.9, 2, 0.8)
+    assert rows[2]["error"] == "ValueError: boom" and rows[1]["best_val_auc"] is None
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from pseudovad.stages import extract, synthesize

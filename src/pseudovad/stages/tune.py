@@ -108,7 +108,7 @@ def worker_tree(cfg: Config, store: Path, base: Path) -> dict[str, Any]:
 def search_key(cfg: Config, dims: dict[str, search_space.Dim], store: FrameStore) -> str:
     """What makes a search the same search: restoring is only right when none of it changed."""
     tree = cfg.to_dict()
-    keep = {k: tree[k] for k in ("seed", "model", "pseudo", "evaluate")}
+    keep = {k: tree[k] for k in ("seed", "model", "pseudo")}
     keep["data"] = {k: v for k, v in tree["data"].items() if k not in ("root", "store", "labels", "num_workers")}
     keep["train"] = {k: v for k, v in tree["train"].items() if k not in ("out", "epochs", "checkpoint_every")}
     keep["tune"] = {k: tree["tune"][k] for k in ("num_samples", "max_epochs", "grace_period", "reduction_factor",
@@ -204,14 +204,15 @@ def _searcher(cfg: Config):
 # ----------------------------------------------------------------------------------------------
 # Results
 
-def trial_statuses(exp: Path) -> dict[str, str]:
-    """Tune's status of every trial (TERMINATED, ERROR, or PENDING / RUNNING / PAUSED if interrupted)."""
+def trial_statuses(exp: Path) -> dict[str, tuple[str, str]]:
+    """{trial folder name: (trial id, Tune's status)}: TERMINATED, ERROR, or PENDING / RUNNING /
+    PAUSED when the search was interrupted."""
     from ray.tune import ExperimentAnalysis
 
-    return {t.trial_id: t.status for t in ExperimentAnalysis(str(exp)).trials}
+    return {Path(t.path).name: (t.trial_id, t.status) for t in ExperimentAnalysis(str(exp)).trials}
 
 
-def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, statuses: dict[str, str],
+def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, statuses: dict[str, tuple[str, str]],
                trials: Path) -> list[dict[str, Any]]:
     """One row per trial from Ray's ResultGrid, with the best epoch from the trial's own best.json
     (what its best_model.pt holds; Ray's history of a trial restarted by a restore is partial)."""
@@ -219,9 +220,9 @@ def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, stat
     for r in results:
         m = r.metrics or {}
         cfg = {k: search_space.plain(v) for k, v in (r.config or {}).items()}
-        tid = m.get("trial_id") or ""
+        tid, status = statuses.get(Path(r.path).name,
+                                   (m.get("trial_id", ""), "ERROR" if r.error is not None else "TERMINATED"))
         epochs = int(m["epoch"]) if m.get("epoch") is not None else 0
-        status = statuses.get(tid, "ERROR" if r.error is not None else "TERMINATED")
         if status == "ERROR":
             outcome = "error"
         elif status != "TERMINATED":
