@@ -277,17 +277,17 @@ def _close_children(parent_run_id: str, experiment_id: str, rows: list[dict[str,
 
     c = tracking.client()
     by_id = {r["trial_id"]: r for r in rows}
-    with tracking.errors("MLflow search_runs"):
+    with tracking.errors("MLflow: closing the trials' child runs"):
         children = c.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
                                  max_results=10_000)
-    for run in children:
-        row = by_id.get(run.data.tags.get("tune.trial_id"))
-        if row is None:
-            continue
-        if run.data.tags.get("tune.outcome") != row["outcome"]:
-            c.set_tag(run.info.run_id, "tune.outcome", row["outcome"])
-        if run.info.status == "RUNNING":
-            c.set_terminated(run.info.run_id, "FAILED" if row["outcome"] == "error" else "FINISHED")
+        for run in children:
+            row = by_id.get(run.data.tags.get("tune.trial_id"))
+            if row is None:
+                continue
+            if run.data.tags.get("tune.outcome") != row["outcome"]:
+                c.set_tag(run.info.run_id, "tune.outcome", row["outcome"])
+            if run.info.status == "RUNNING":
+                c.set_terminated(run.info.run_id, "FAILED" if row["outcome"] == "error" else "FINISHED")
     return len(children)
 
 
