@@ -7,7 +7,8 @@ Memory: every row runs in a fresh child process so peaks do not leak between row
 it is the process's peak resident set (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) minus the
 resident set just before the model is built, i.e. model + optimiser state + one step's
 activations; on CUDA it is `torch.cuda.max_memory_allocated()` after the steps.
-Speed: mean over `--steps` timed steps after one untimed warm-up step.
+Speed: the fastest and the median of `--steps` timed steps after one untimed warm-up step (on a
+shared machine the fastest step is the one least slowed by other jobs).
 
     .venv/bin/python benchmarks/mae_speed.py [--steps 3] [--device cpu] [--only cpu-nct ...]
 """
@@ -60,12 +61,13 @@ def one(profile: str, mode: str, steps: int, device_name: str) -> dict:
     method.train_step(clip, gen)  # warm-up: allocator, kernels
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(steps):
-        method.train_step(clip, gen)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / steps
+        t0 = time.perf_counter()
+        method.train_step(clip, gen)  # returns Python floats: synchronises with the device
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    dt, median = times[0], times[len(times) // 2]
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
         how = "cuda max_memory_allocated"
@@ -75,13 +77,13 @@ def one(profile: str, mode: str, steps: int, device_name: str) -> dict:
     m = cfg.model.mae
     return {"profile": profile, "mode": mode, "size": f"{h}×{w}", "vit": f"p{m.patch_size} d{m.embed_dim} L{m.depth} h{m.heads}",
             "params_m": sum(p.numel() for p in method.F.parameters()) / 1e6, "batch": batch,
-            "s_per_step": dt, "clips_per_s": batch / dt, "peak_mb": peak, "memory": how,
+            "s_per_step": dt, "s_per_step_median": median, "clips_per_s": batch / dt, "peak_mb": peak, "memory": how,
             "threads": torch.get_num_threads(), "device": str(device)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", nargs="*", help="rows like cpu-nct paper-none (default: all)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -99,14 +101,15 @@ def main() -> int:
             print(f"{row}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             return 1
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"| profile | mode | frames | ViT | params (M) | batch | s/step | clips/s | peak memory (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| profile | mode | frames | ViT | params (M) | batch | s/step best | s/step median | clips/s (best) | peak memory (MiB) |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['profile']} | {r['mode']} | {r['size']} | {r['vit']} | {r['params_m']:.2f} | {r['batch']} | "
-              f"{r['s_per_step']:.3f} | {r['clips_per_s']:.2f} | {r['peak_mb']:.0f} |")
+              f"{r['s_per_step']:.3f} | {r['s_per_step_median']:.3f} | {r['clips_per_s']:.2f} | {r['peak_mb']:.0f} |")
     r = results[0]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\ndevice {r['device']}, {r['threads']} torch threads, {args.steps} timed steps after 1 warm-up; "
+    print(f"\ndevice {r['device']}, {r['threads']} torch threads, {args.steps} timed steps after 1 warm-up "
+          f"(best = fastest step: least disturbed by other jobs); "
           f"memory: {r['memory']}; load average {load} on {os.cpu_count()} cores (other jobs slow CPU rows down)")
     return 0
 
