@@ -264,7 +264,8 @@ def test_image_variant_one_class_protocol(tmp_path):
         "data": {"size": [32, 32], "channels": 3},
         "pseudo": {"kind": "learned", "lam": 5.0},
         "train": {"cifar_root": str(root), "normal_class": 3, "epochs": 2, "batch_size": 8, "lr": 1e-3,
-                  "out": str(tmp_path / "img")}})
+                  "out": str(tmp_path / "img")},
+        "tracking": {"enabled": False}})
     s = train.run(cfg, progress=False)
     assert s["best_epoch"] in (0, 1) and all("val_psnr" in h for h in s["history"])
     model, meta = load_model(tmp_path / "img/model.pt")
@@ -277,3 +278,19 @@ def test_bf16_autocast_option_trains(tiny_store):
     assert s["steps"] == 3 and s["loss_f_normal" if "loss_f_normal" in s else "loss_f_pseudo"] > 0
     model, _ = load_model(tiny_store / "train/model.pt")
     assert next(model.parameters()).dtype == torch.float32  # weights stay fp32 under autocast
+
+
+def test_interrupt_after_last_step_still_wraps_up_the_epoch_on_resume(tiny_store):
+    """Killed between the final step's checkpoint and the epoch's end (e.g. while a callback
+    scores validation videos): the re-run must not skip that epoch's callbacks and history."""
+    cfg = _tiny_train_cfg(tiny_store, epochs=1, max_steps=3, checkpoint_every=100)
+
+    def interrupt(epoch, record, m):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, callbacks=[interrupt], progress=False)
+    seen = []
+    s = train.run(cfg, callbacks=[lambda e, r, m: seen.append(e)], progress=False)
+    assert seen == [0] and s["steps"] == 3
+    assert [h["epoch"] for h in s["history"]] == [0]

@@ -77,11 +77,12 @@ def fit(cfg: Config, method: Method, dataset: Dataset, out: Path, callbacks: lis
     def save_ckpt() -> None:
         checkpoint.save(ckpt, method, gen, state, phash)
 
-    while state["epoch"] < cfg.train.epochs and state["step"] < limit:
+    # a checkpoint taken mid-epoch at the step limit still owes that epoch its wrap-up
+    while state["epoch"] < cfg.train.epochs and (state["step"] < limit or state["batch"] > 0):
         epoch = state["epoch"]
         order = epoch_order(n, cfg.seed, epoch, cfg.train.max_clips_per_epoch)
         batches = [order[i:i + cfg.train.batch_size].tolist() for i in range(0, len(order), cfg.train.batch_size)]
-        remaining = batches[state["batch"]:]
+        remaining = batches[state["batch"]:] if state["step"] < limit else []
         loader = DataLoader(dataset, batch_sampler=remaining, num_workers=cfg.data.num_workers,
                             pin_memory=device.type == "cuda", persistent_workers=False)
         method.train()
