@@ -73,6 +73,17 @@ def test_params_never_carry_secrets(tmp_path):
     assert not tracking._secret_key("model.mae.patch_size")
 
 
+def test_configured_uri_does_not_leak_into_the_next_stage(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; it must not override the next cfg."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    a = tiny_cfg(tmp_path, tracking={"uri": f"sqlite:///{tmp_path / 'a.db'}"})
+    b = tiny_cfg(tmp_path, tracking={"uri": f"sqlite:///{tmp_path / 'b.db'}"})
+    tracking.configure(a)
+    assert tracking.tracking_uri(b) == b.tracking.uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")     # the user's override wins
+    assert tracking.configure(b) == "http://127.0.0.1:1" and tracking.tracking_uri(a) == "http://127.0.0.1:1"
+
+
 # ----------------------------------------------------------------------------------------------
 # Against a real server
 

@@ -97,7 +97,14 @@ def configure(cfg=None, uri: str | None = None) -> str:
     import mlflow
 
     uri = uri or tracking_uri(cfg)
+    user_env = os.environ.get(ENV_URI)
     mlflow.set_tracking_uri(uri)
+    # mlflow also exports the URI as MLFLOW_TRACKING_URI; undo that, or this process's next stage
+    # would take it for the user's override and ignore its own params
+    if user_env is None:
+        os.environ.pop(ENV_URI, None)
+    else:
+        os.environ[ENV_URI] = user_env
     _configured_uri = uri
     return uri
 
@@ -228,7 +235,7 @@ def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None 
     import mlflow
 
     uri = configure(cfg)
-    where = f"tracking {redact(uri)}"
+    where = f"MLflow {stage} run"
     with errors(where, uri):
         exp = experiment_id(cfg)
         nested = nested or parent_run_id is not None or mlflow.active_run() is not None
@@ -448,7 +455,7 @@ def _download(artifact_uri: str, key: str) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    root = Path(os.environ.get("PSEUDOVAD_MODEL_CACHE") or Path(tempfile.gettempdir()) / "pseudovad-models")
+    root = Path(os.environ.get("PSEUDOVAD_MODEL_CACHE") or Path(tempfile.gettempdir()) / f"pseudovad-models-{os.getuid()}")
     dest = root / hashlib.sha256(key.encode()).hexdigest()[:16] / MODEL_FILE
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:

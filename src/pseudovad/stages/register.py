@@ -12,8 +12,8 @@ the evaluation-set fingerprint, and gets the alias `challenger`. Alias `champion
 The first version becomes champion. Otherwise the champion stays; the reason is printed and
 written to the new version's `gate.*` tags. `--force` moves the champion anyway and records who
 forced it (tags and decision.json). Versions are never deleted. Registering the same model file
-with the same evaluation set again reuses its version instead of adding a duplicate. Writes
-`<registry.out>/decision.json`.
+with the same evaluation set again reuses its version instead of adding a duplicate (its gate tags
+keep their first decision unless the champion moves to it). Writes `<registry.out>/decision.json`.
 """
 from __future__ import annotations
 
@@ -210,8 +210,9 @@ def run(cfg: Config, model: str | Path | None = None, metrics: str | Path | None
                     "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             if d.forced:
                 gate["gate.forced_by"] = user
-            for k, v in gate.items():
-                c.set_model_version_tag(name, version, k, v)
+            if d.promote or not reused:  # a re-run that changes nothing keeps the version's first decision
+                for k, v in gate.items():
+                    c.set_model_version_tag(name, version, k, v)
             tracking.set_tags({**gate, "registered_version": version})
 
     decision = {

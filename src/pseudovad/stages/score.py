@@ -243,7 +243,7 @@ def timeline_plot(tl: Timeline, segments: list[dict], threshold: float | None, f
     ax.set_xlabel("time (s)" if fps else "frame")
     ax.set_ylabel("score")
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
