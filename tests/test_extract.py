@@ -202,3 +202,26 @@ def test_cli_help_for_every_stage(capsys):
             cli_main([name, "--help"])
         assert e.value.code == 0
         assert "usage: pseudovad " + name in capsys.readouterr().out
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    """Temp files are owner-only; what is renamed into place must not stay so."""
+    import os
+
+    from pseudovad.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+        assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_unknown_model_uri_scheme_is_refused():
+    from pseudovad.errors import DataError
+    from pseudovad.models.io import resolve
+
+    with pytest.raises(DataError, match="unsupported model URI scheme 's3'"):
+        resolve("s3://bucket/model.pt")
+    assert str(resolve("file:///tmp/m.pt")) == "/tmp/m.pt"

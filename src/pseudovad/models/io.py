@@ -7,6 +7,7 @@ frame, value range), plus an optional calibration of scores on normal validation
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ def resolve(model_ref: str | Path) -> Path:
         from pseudovad import tracking
 
         return tracking.fetch_model_file(ref)
-    return Path(ref)
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/", ref)
+    if scheme and scheme.group(1).lower() != "file":
+        raise DataError(f"{ref}: unsupported model URI scheme {scheme.group(1)!r} "
+                        "(use a local path, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH)")
+    return Path(ref[len("file://"):] if ref.startswith("file://") else ref)
 
 
 def load_model(model_ref: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pseudovad import config as config_mod
+from pseudovad.calibration import calibrate
 from pseudovad.config import Config
 from pseudovad.data.clips import ClipDataset
 from pseudovad.data.store import FrameStore
@@ -94,17 +95,6 @@ def validation_psnr(cfg: Config, model: torch.nn.Module, dataset: Dataset, devic
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def calibration(psnr: np.ndarray, source: str) -> dict[str, Any] | None:
-    """PSNR statistics on normal footage, the reference `score` measures new footage against."""
-    if psnr.size == 0:
-        return None
-    q = np.quantile(psnr, [0.001, 0.01, 0.05, 0.5, 0.95])
-    return {"source": source, "n": int(psnr.size), "psnr_mean": float(psnr.mean()), "psnr_std": float(psnr.std()),
-            "psnr_min": float(psnr.min()), "psnr_q001": float(q[0]), "psnr_q01": float(q[1]),
-            "psnr_q05": float(q[2]), "psnr_median": float(q[3]), "psnr_q95": float(q[4]),
-            "psnr_max": float(psnr.max())}
-
-
 def warm_start(method: Method, init: str, device: torch.device) -> None:
     model, meta = load_model(init, device)
     try:
@@ -151,9 +141,9 @@ def _train(cfg: Config, store: str | Path | None = None, out: str | Path | None 
     if val_psnr.size == 0:  # no held-out footage: calibrate on (a sample of) training clips, optimistic
         sample = torch.utils.data.Subset(train_set, range(0, len(train_set), max(1, len(train_set) // 512)))
         val_psnr = validation_psnr(cfg, model, sample, device)
-        calib = calibration(val_psnr, "training")
+        calib = calibrate(val_psnr, "training")
     else:
-        calib = calibration(val_psnr, "validation")
+        calib = calibrate(val_psnr, "validation")
     meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, steps=result["steps"],
                       best_epoch=best.get("epoch"))
     save_model(out / "model.pt", model, meta)
