@@ -14,14 +14,13 @@ def extract(
     overrides: list = [],
 ):
     """Decode the dataset under `footage` (benchmark layout, labels in testing/) into `store`."""
-    import yaml
+    from pathlib import Path
 
-    from pseudovad import config
+    from pseudovad import pipeline_io
     from pseudovad.stages import extract as stage
 
-    cfg = config.load(None, [str(o) for o in overrides], extra=yaml.safe_load(params) or {})
+    cfg = pipeline_io.from_layers(params, {}, overrides)
     summary = stage.run(cfg, root=footage.path, store=store.path, progress=False)
     store.metadata.update({"videos": summary["videos"], "frames": summary["frames"],
                            "size": list(cfg.data.size), "channels": cfg.data.channels})
-    with open(report.path, "w") as f:
-        f.write(f"## extract\n\n```yaml\n{yaml.safe_dump(summary, sort_keys=False)}```\n")
+    Path(report.path).write_text(pipeline_io.markdown("extract", data=summary))

@@ -30,31 +30,19 @@ def tune(
     `gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
     Its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a retried pod restores
     the search instead of starting over."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    import yaml
-
-    from pseudovad import config
+    from pseudovad import pipeline_io
     from pseudovad.stages import tune as stage
 
-    typed = {"model": {"method": method}, "tune": {"num_samples": num_samples, "gpus_per_trial": gpus_per_trial},
-             "pseudo": {"kind": pseudo_kind, "lam": lam, "p": p, "sigma": sigma, "mask_ratio": mask_ratio}}
-    if mlflow_uri:
-        typed["tracking"] = {"uri": mlflow_uri}
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri   # also for MLflow calls made without the config
-    cfg = config.load(None, [str(o) for o in overrides],
-                      extra=config.deep_merge(yaml.safe_load(params) or {}, typed))
-    work = Path(checkpoint_dir, run_id or "run", "tune") if checkpoint_dir else Path(best.path + ".work")
+    cfg = pipeline_io.from_layers(
+        params, {"model.method": method, "pseudo.kind": pseudo_kind, "pseudo.lam": lam, "pseudo.p": p,
+                 "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "tune.num_samples": num_samples,
+                 "tune.gpus_per_trial": gpus_per_trial},
+        overrides, mlflow_uri=mlflow_uri)
+    work = pipeline_io.work_dir(checkpoint_dir, run_id, "tune", best.path)
     summary = stage.run(cfg, store=store.path, out=work)
 
-    Path(best.path).mkdir(parents=True, exist_ok=True)
-    for name in ("best_params.yaml", "results.csv", "metrics.json"):
-        shutil.copyfile(work / name, Path(best.path, name))
+    pipeline_io.publish_tuning(work, best.path)
     best.metadata["best_config"] = summary["best_config"]
-    for k in ("best_val_auc", "test_auc", "test_auc_macro", "test_eer", "trials", "completed", "stopped_early",
-              "errored"):
-        if summary.get(k) is not None:
-            metrics.log_metric(k, summary[k])
-    shutil.rmtree(work)   # trial checkpoints: the search is over, they only fill the volume
+    for k, v in pipeline_io.numbers(summary, ("best_val_auc", "test_auc", "test_auc_macro", "test_eer", "trials",
+                                              "completed", "stopped_early", "errored")).items():
+        metrics.log_metric(k, v)

@@ -75,6 +75,11 @@ def test_retrain_end_to_end(tmp_path, s3_endpoint, mlflow_server, capfd, monkeyp
     # the same data again: nothing to do, even though the champion never saw it
     third = retrain.run(cfg, out=out)
     assert third["status"] == "nothing-new" and "already done" in third["reason"]
+    # the rule the KFP retraining pipeline shares: without the round folder the registry answers
+    # (v2, which the gate kept, was trained on exactly this split); an unseen split trains
+    skip, why = retrain.nothing_to_learn(cfg, second["train_fingerprint"])
+    assert skip and why == f"{NAME} v2 was trained on exactly this training split"
+    assert retrain.nothing_to_learn(cfg, "0" * 64)[0] is False
 
     # no credential anywhere: terminal, MLflow params and tags, registry tags, files written
     texts = [capfd.readouterr().out + capfd.readouterr().err]

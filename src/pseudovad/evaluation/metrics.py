@@ -13,6 +13,7 @@ Scores are anomaly scores (higher = more anomalous); labels are 1 for anomalous 
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -101,6 +102,23 @@ def roc(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = _binary(y)
     _check_scores(s)
     return roc_curve(y, s)
+
+
+def thin_roc(fpr: Sequence[float], tpr: Sequence[float], thresholds: Sequence[float], points: int = 200
+             ) -> tuple[list[float], list[float], list[float]]:
+    """About `points` evenly spaced points of a ROC curve (the first and last always), with
+    finite thresholds, for a UI that stores the curve as JSON (KFP's ClassificationMetrics).
+
+    sklearn's first threshold is +inf (nothing flagged), which JSON cannot hold: the next float
+    above the highest finite threshold flags nothing either.
+    """
+    rows = [(float(a), float(b), float(t)) for a, b, t in zip(fpr, tpr, thresholds)]
+    if not rows:
+        return [], [], []
+    step = max(1, math.ceil(len(rows) / max(points, 2)))
+    keep = rows[::step] + ([rows[-1]] if (len(rows) - 1) % step else [])
+    top = math.nextafter(max((t for _, _, t in rows if math.isfinite(t)), default=1.0), math.inf)
+    return [r[0] for r in keep], [r[1] for r in keep], [r[2] if math.isfinite(r[2]) else top for r in keep]
 
 
 def eer(labels, scores) -> tuple[float, float]:

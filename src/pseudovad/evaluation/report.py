@@ -1,10 +1,12 @@
-"""What a metrics file says about its model (method, variant, dataset) and the AUC table.
+"""What a metrics file says about its model (method, variant, dataset), the AUC table, and one
+evaluation as Markdown (the Kubeflow evaluate step's report).
 
 The table mirrors Table 1 of the LTGPA / MAE-NCT papers: one row per method and pseudo-anomaly
 variant, one column per dataset, frame-level micro AUC in percent.
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,6 +52,35 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
     if missing:
         raise DataError(f"{path}: not an evaluate metrics file (missing {', '.join(missing)})")
     return m
+
+
+def read_roc(path: str | Path) -> tuple[list[float], list[float], list[float]]:
+    """(fpr, tpr, thresholds) from an evaluate roc.csv; the first threshold is inf."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = [(float(r["fpr"]), float(r["tpr"]), float(r["threshold"])) for r in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise DataError(f"{path}: ROC file not found") from None
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: not an evaluate roc.csv (columns fpr,tpr,threshold)") from None
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "anomalous_frames", "videos")
+
+
+def evaluation_markdown(result: dict[str, Any]) -> str:
+    """One evaluation (evaluate's metrics) as Markdown: the summary numbers, then the AUC of
+    each test video (n/a where a video has only one class of frames)."""
+    lines = [f"## evaluate: {result.get('method', '')} on {result.get('dataset', '')}", "",
+             "| metric | value |", "|---|---|"]
+    for k in SUMMARY_KEYS:
+        v = result.get(k)
+        lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    lines += ["", "| video | AUC |", "|---|---|"]
+    lines += [f"| {v} | {'n/a' if a is None else f'{a:.4f}'} |" for v, a in result.get("video_auc", {}).items()]
+    return "\n".join(lines) + "\n"
 
 
 def _pct(v: Any) -> str:

@@ -352,6 +352,14 @@ def describe(s: dict) -> list[str]:
     return lines
 
 
+def counts(s: dict) -> dict[str, int]:
+    """The summary's numbers: files listed, seen before, duplicates, frames added, and how many
+    were ingested, quarantined and failed."""
+    out = {k: s[k] for k in ("listed", "known", "duplicates", "frames")}
+    out.update({k: len(s[k]) for k in ("ingested", "quarantined", "failed")})
+    return out
+
+
 def main(cfg: Config, args) -> int:
     if getattr(args, "dvc_remote", False):
         r = configure_dvc_remote(cfg)

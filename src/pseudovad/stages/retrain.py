@@ -1,8 +1,9 @@
 """`retrain`: ingest → train → evaluate → register, one command for a schedule (cron, KFP).
 
 Each run first ingests new footage (see `ingest`). Then it decides whether there is anything to
-learn: the training split's fingerprint names a *round*; if that round already finished, or the
-champion was trained on exactly this data, the run says so and exits 0 without training. Else
+learn (`nothing_to_learn`, the rule the Kubeflow retraining pipeline applies too): the training
+split's fingerprint names a *round*; if that round already finished, or a registered version of
+the model was trained on exactly this data, the run says so and exits 0 without training. Else
 it trains in `runs/retrain/<round>/train` — warm-started from the champion's weights when
 `ingest.warm_start` is true and a champion exists (pinned as models:/NAME/VERSION, so the run
 records which weights it started from), from scratch otherwise — evaluates on the store's fixed,
@@ -24,7 +25,7 @@ from pseudovad import config as config_mod
 from pseudovad import tracking
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
-from pseudovad.errors import ConfigError, DataError
+from pseudovad.errors import ConfigError, DataError, StorageError
 from pseudovad.io import write_json
 from pseudovad.stages import evaluate, ingest, register, train
 
@@ -70,6 +71,60 @@ def champion(cfg: Config) -> Optional[dict[str, str]]:
                 "uri": f"models:/{name}/{version}"}
 
 
+def nothing_to_learn(cfg: Config, fingerprint: str, round_dir: str | Path | None = None) -> tuple[bool, str]:
+    """(True, why) when a model was already trained on exactly the training split `fingerprint`.
+
+    The registry decides: register tags every version with its model's train fingerprint, so a
+    version with this one means the footage brought nothing new (whether the gate promoted it or
+    not), while a run after a failed one (nothing registered) still trains. A finished round
+    folder of `retrain` (`round_dir`) answers first, without asking the registry.
+    """
+    if round_dir is not None and (Path(round_dir) / SUMMARY).is_file():
+        return True, f"round {Path(round_dir).name} already done"
+    name = cfg.registered_model_name
+    uri = tracking.configure(cfg)
+    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
+        done = tracking.client().search_model_versions(f"name = '{name}' and tags.train_fingerprint = '{fingerprint}'")
+    if done:
+        version = max(int(v.version) for v in done)
+        return True, f"{name} v{version} was trained on exactly this training split"
+    return False, f"no version of {name} was trained on this training split"
+
+
+def ingest_step(cfg: Config, source: Optional[str] = None, store: str | Path | None = None,
+                progress: bool = False) -> dict[str, Any]:
+    """The retraining pipeline's first step: ingest, then decide whether there is anything to learn.
+
+    Unlike `run`, failed downloads raise StorageError (after what was downloaded is committed):
+    the step's retry, or the next run, fetches the rest, and the pipeline does not train on a
+    split it knows is incomplete. Returns ingest's summary, its report lines and counts, the
+    training split's fingerprint, `learn` and the reason.
+    """
+    store = Path(store or cfg.data.store)
+    got = ingest.run(cfg, source=source, store=store, progress=progress)
+    lines = ingest.describe(got)
+    if got["failed"]:
+        raise StorageError(f"{len(got['failed'])} file(s) under {got['source']} could not be downloaded")
+    fingerprint = FrameStore(store).fingerprint("training")
+    skip, reason = nothing_to_learn(cfg, fingerprint)
+    if skip:
+        lines.append(f"nothing to learn: {reason}")
+    return {"summary": got, "lines": lines, "counts": ingest.counts(got), "train_fingerprint": fingerprint,
+            "learn": not skip, "reason": reason}
+
+
+def init_weights(cfg: Config, init: str = "", warm_start: bool = False) -> Optional[str]:
+    """What a pipeline's train step starts from: `init` (a model.pt or MLflow URI) when given;
+    else with `warm_start` the champion pinned by version, or None (from scratch) while there is
+    no champion yet; else train.init from the params."""
+    if init:
+        return init
+    if warm_start:
+        champ = champion(cfg)
+        return champ["uri"] if champ else None
+    return cfg.train.init
+
+
 def round_config(cfg: Config, rdir: Path, init: Optional[str]) -> Config:
     """The same params with this round's output folders and warm start."""
     tree = cfg.to_dict()
@@ -98,10 +153,9 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
                                    "source": got["source"], "status": None}
         champ = champion(cfg)
         summary["champion_before"] = champ["version"] if champ else None
-        if (rdir / SUMMARY).is_file() or (champ and champ["train_fingerprint"] == fingerprint):
-            summary["status"] = "nothing-new"
-            summary["reason"] = (f"round {rdir.name} already done" if (rdir / SUMMARY).is_file()
-                                 else f"champion v{champ['version']} was trained on exactly this data")
+        skip, reason = nothing_to_learn(cfg, fingerprint, rdir)
+        if skip:
+            summary.update(status="nothing-new", reason=reason)
             write_json(out / "last.json", summary)
             return summary
 

@@ -1,0 +1,136 @@
+"""What a pipeline step (a Kubeflow component in `components/`) hands a stage and takes back.
+
+The components only map KFP inputs and outputs to stage functions; the rules behind that mapping
+live here, in the package the image installs, so the KFP steps and the tests run the same code:
+settings in layers (`from_layers`), checkpoints on a volume so a retried pod resumes
+(`work_dir`), a finished stage's files copied into the step's output artifacts and its
+checkpoints removed (`publish_training`, `publish_tuning`), and what the KFP UI shows (`numbers`,
+`markdown`). Nothing here imports kfp: functions take and return paths and plain values.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import yaml
+
+from pseudovad import config as config_mod
+from pseudovad.config import Config
+from pseudovad.errors import ConfigError, DataError
+from pseudovad.training import search_space
+
+MODEL_METADATA = ("method", "size", "channels", "clip_len", "scored_index", "frame_step", "value_range",
+                  "train_fingerprint")
+TRAIN_HISTORY = ("metrics.json", "history.jsonl")
+TUNE_RESULTS = ("best_params.yaml", "results.csv", "metrics.json")
+
+
+def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, overrides: Iterable[str] = (),
+                tuned: Optional[Mapping[str, Any]] = None, mlflow_uri: str = "") -> Config:
+    """The validated Config of one pipeline step, from its layers of settings; later layers win:
+
+    1. `params`: a params.yaml as text (empty: the code defaults, the papers' GPU settings);
+    2. `typed`: the step's typed pipeline parameters, as dotted keys (`{"pseudo.lam": 0.2}`);
+       a value of "" or None is left out, since KFP parameters cannot be None and "" is how a
+       pipeline says "keep what params says" (e.g. `model_name`, `quarantine_dir`);
+    3. `tuned`: the searched keys' best values when a tune step ran (its own base is not taken);
+    4. `overrides`: `key=value` strings, any params key.
+
+    `mlflow_uri` (when not empty) is the typed `tracking.uri`, and is exported as
+    MLFLOW_TRACKING_URI too: that variable beats `tracking.uri` for every MLflow call, also the
+    ones made without the config (resolving a models:/ URI), so the pipeline's server wins over
+    one the image or the pod's environment names.
+    """
+    try:
+        tree = yaml.safe_load(params or "") or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError("params: expected a mapping at the top level (a params.yaml's text)")
+    layer = {k: v for k, v in (typed or {}).items() if v is not None and v != ""}
+    if mlflow_uri:
+        layer["tracking.uri"] = mlflow_uri
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
+    tree = search_space.apply(tree, layer)
+    if tuned:
+        tree = search_space.apply(tree, dict(tuned))
+    return config_mod.load(None, [str(o) for o in overrides], extra=tree)
+
+
+def tuned_values(folder: str | Path) -> dict[str, Any]:
+    """The best values of a tune output folder (`best_config` in its metrics.json)."""
+    path = Path(folder, "metrics.json")
+    try:
+        best = json.loads(path.read_text()).get("best_config")
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (not a tune output folder)") from None
+    except (json.JSONDecodeError, AttributeError):
+        raise DataError(f"{path}: not a tune metrics file") from None
+    if not isinstance(best, dict):
+        raise DataError(f"{path}: no best_config (the search finished no trial)")
+    return best
+
+
+def work_dir(checkpoint_dir: str, run_id: str, stage: str, artifact_path: str) -> Path:
+    """Where a stage keeps its checkpoints: `<checkpoint_dir>/<run_id>/<stage>` on a volume, the
+    same folder for a retried pod of the same run, which then resumes; without a volume, beside
+    the step's output artifact (a retry starts over)."""
+    if checkpoint_dir:
+        return Path(checkpoint_dir, run_id or "run", stage)
+    return Path(f"{artifact_path}.work")
+
+
+def _move_out(work: Path, files: Mapping[str, str | Path]) -> None:
+    """Copy work/<name> to each destination, then delete `work`: the outputs are out, and a
+    finished stage's checkpoints would only fill the volume."""
+    for name, dest in files.items():
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / name, dest)
+    shutil.rmtree(work)
+
+
+def publish_training(cfg: Config, work: str | Path, model_path: str | Path, history_dir: str | Path) -> dict:
+    """Train's outputs into the step's artifacts: model.pt → `model_path`; metrics.json,
+    history.jsonl and the settings used (params.yaml) → `history_dir`.
+
+    Returns {"model": the model's metadata for the UI, "summary": train's metrics.json}.
+    """
+    from pseudovad.models.io import read_model_file
+
+    work = Path(work)
+    _move_out(work, {"model.pt": model_path, **{n: Path(history_dir, n) for n in TRAIN_HISTORY}})
+    Path(history_dir, "params.yaml").write_text(config_mod.dump(cfg))
+    meta = read_model_file(model_path)["meta"]
+    model = {k: meta[k] for k in MODEL_METADATA if k in meta}
+    model["framework"] = "pytorch"
+    return {"model": model, "summary": json.loads(Path(history_dir, "metrics.json").read_text())}
+
+
+def publish_tuning(work: str | Path, best_dir: str | Path) -> None:
+    """Tune's verdict (best_params.yaml, results.csv, metrics.json) into the step's artifact;
+    the trials' checkpoints go."""
+    _move_out(Path(work), {n: Path(best_dir, n) for n in TUNE_RESULTS})
+
+
+def numbers(summary: Mapping[str, Any], keys: Optional[Iterable[str]] = None) -> dict[str, int | float]:
+    """The numeric values of `summary` (of `keys` only, when given) for a KFP Metrics artifact,
+    which takes numbers only: None (e.g. no macro AUC) and booleans are left out."""
+    names = summary.keys() if keys is None else [k for k in keys if k in summary]
+    return {k: summary[k] for k in names
+            if isinstance(summary[k], (int, float)) and not isinstance(summary[k], bool)}
+
+
+def markdown(title: str, text: str = "", data: Any = None, log: Iterable[str] = ()) -> str:
+    """A step's Markdown report: a heading, a paragraph, log lines as a code block, `data` as YAML."""
+    parts = [f"## {title}"]
+    if text:
+        parts.append(text)
+    lines = list(log)
+    if lines:
+        parts.append("\n".join(f"    {line}" for line in lines))
+    if data is not None:
+        parts.append(f"```yaml\n{yaml.safe_dump(data, sort_keys=False)}```")
+    return "\n\n".join(parts) + "\n"
