@@ -85,7 +85,7 @@ def main() -> None:
                 print(out.stderr[-2000:], file=sys.stderr)
                 continue
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"| profile | variant | device | input (T×H×W) | batch | step (s) | clips/s | peak memory (MiB) |")
+    print("| profile | variant | device | input (T×H×W) | batch | step (s) | clips/s | peak memory (MiB) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         mem = "GPU " if r["device"] == "cuda" else "RSS "

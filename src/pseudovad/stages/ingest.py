@@ -11,16 +11,14 @@ together at the end, the log last. A run that finds nothing new says so and exit
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import logging
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from tqdm import tqdm
 
@@ -29,7 +27,7 @@ from pseudovad.data import ingested
 from pseudovad.data.sources import VIDEO_EXTS, Source, natural_key, read_video, video_info
 from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, commit_store, staging_dir
 from pseudovad.errors import DataError, StorageError
-from pseudovad.io import sha256_file, write_text
+from pseudovad.io import exclusive_lock, sha256_file, write_text
 from pseudovad.stages.extract import extract_source, extraction_params
 from pseudovad.storage import S3, S3Object, configure_dvc_remote, parse_s3_uri, redact
 
@@ -136,20 +134,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "_")).strip("._") or "video"
 
 
-@contextlib.contextmanager
-def _lock(root: Path) -> Iterator[None]:
-    """Cron can start a run while the last one still downloads: one ingest per store at a time."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    path = root.with_name(f".{root.name}.lock")
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"{path}: another ingest is running on {root}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _lock(root: Path):
+    """One ingest per store at a time."""
+    return exclusive_lock(root.with_name(f".{root.name}.lock"), f"ingest on {root}")
 
 
 def _quarantine(cfg: Config, cand: Candidate, path: Path, checksum: str, reason: str, move: bool) -> Path:

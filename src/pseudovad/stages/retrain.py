@@ -14,19 +14,17 @@ A run killed mid-training is resumed by the next one (same round, same checkpoin
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from pseudovad import config as config_mod
 from pseudovad import tracking
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
 from pseudovad.errors import ConfigError, DataError, StorageError
-from pseudovad.io import write_json
+from pseudovad.io import exclusive_lock, write_json
 from pseudovad.stages import evaluate, ingest, register, train
 
 log = logging.getLogger(__name__)
@@ -34,19 +32,9 @@ DEFAULT_OUT = "runs/retrain"
 SUMMARY = "retrain.json"
 
 
-@contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
+def _lock(out: Path):
     """A cron tick that fires while the last round still trains must not start a second one."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"{out / '.lock'}: another retrain is running") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return exclusive_lock(out / ".lock", "retrain")
 
 
 def champion(cfg: Config) -> Optional[dict[str, str]]:
