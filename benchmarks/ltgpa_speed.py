@@ -5,7 +5,7 @@ torch.cuda.max_memory_allocated on CUDA) is that configuration's alone. A step i
 the method's train_step with p = 1 for the pseudo variants (the worst case: F step + G step),
 p = 0 for the baseline, after warm-up steps; clips/s = batch / mean step time.
 
-    .venv/bin/python benchmarks/ltgpa_speed.py [--device cpu|cuda] [--profiles cpu,paper] [--steps 3]
+    .venv/bin/python benchmarks/ltgpa_speed.py [--device cpu|cuda] [--profiles cpu,paper] [--steps 3] [--warmup 2]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ PROFILES = {
 VARIANTS = {"baseline": ("none", 0.0), "gaussian": ("gaussian", 1.0), "learned": ("learned", 1.0)}
 
 
-def one(profile: str, variant: str, device: str, steps: int, batch: int, threads: int) -> dict:
+def one(profile: str, variant: str, device: str, steps: int, batch: int, threads: int, warmup: int = 2) -> dict:
     import torch
 
     from pseudovad import config as config_mod
@@ -41,7 +41,7 @@ def one(profile: str, variant: str, device: str, steps: int, batch: int, threads
     m = LTGPAMethod(cfg, dev)
     x = (torch.rand(batch, 1, 16, *prof["size"]) * 2 - 1).to(dev)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(2):
+    for _ in range(warmup):
         m.train_step(x, gen)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -69,17 +69,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         prof, var = a.one.split(":")
-        print(json.dumps(one(prof, var, a.device, a.steps, a.batch, a.threads)))
+        print(json.dumps(one(prof, var, a.device, a.steps, a.batch, a.threads, a.warmup)))
         return
     rows = []
     for prof in a.profiles.split(","):
         for var in a.variants.split(","):
             out = subprocess.run([sys.executable, __file__, "--one", f"{prof}:{var}", "--device", a.device,
-                                  "--steps", str(a.steps), "--batch", str(a.batch), "--threads", str(a.threads)],
+                                  "--steps", str(a.steps), "--batch", str(a.batch), "--threads", str(a.threads),
+                                  "--warmup", str(a.warmup)],
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
