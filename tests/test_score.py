@@ -18,7 +18,6 @@ from pseudovad.evaluation.scoring import score_video
 from pseudovad.models import build_model
 from pseudovad.models.io import model_meta, save_model
 from pseudovad.stages import score
-from pseudovad.stages.train import calibration as train_calibration
 from tests.conftest import tiny_cfg, write_frame_folder
 
 SMALL = {"model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}}}
@@ -126,10 +125,6 @@ def test_calibrated_score_is_the_normal_tail_share():
     assert np.all(np.diff(calibration.to_score(grid, cal)) <= 0)      # lower PSNR, higher score
     # the default threshold flags about 1 % of normal frames
     assert np.mean(calibration.to_score(psnr, cal) >= calibration.DEFAULT_THRESHOLD) == pytest.approx(0.01, abs=0.003)
-    # train's stored format is what score reads
-    assert calibration.check(train_calibration(psnr, "validation"))
-    assert calibration.to_score(31.0, train_calibration(psnr, "validation")) == pytest.approx(
-        calibration.to_score(31.0, cal), abs=1e-9)
     with pytest.raises(DataError, match="no PSNR calibration"):
         calibration.check(None, "m.pt")
 

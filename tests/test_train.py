@@ -172,6 +172,8 @@ def test_train_end_to_end_lowers_loss_and_g_learns(tiny_store):
     blob = torch.load(tiny_store / "train/model.pt", weights_only=True)
     assert set(blob["meta"]) >= {"method", "config", "size", "channels", "clip_len", "scored_index", "value_range"}
     assert blob["meta"]["calibration"]["source"] == "validation"
+    from pseudovad import calibration
+    assert calibration.check(blob["meta"]["calibration"])  # the format `score` reads
     model, meta = load_model(tiny_store / "train/model.pt")
     assert meta["clip_len"] == 8 and meta["scored_index"] == 4
     metrics = json.loads((tiny_store / "train/metrics.json").read_text())
