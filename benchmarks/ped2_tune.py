@@ -25,21 +25,16 @@ The searched/paper rows are appended to benchmarks/RESULTS.md with the exact set
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("PSEUDOVAD_NO_PROGRESS", "1")
+import _ped2  # benchmarks/ (this script's folder) is on sys.path; it puts src/ there too
+from pseudovad import config as config_mod
 
-from pseudovad import config as config_mod  # noqa: E402
+os.environ.setdefault("PSEUDOVAD_NO_PROGRESS", "1")
 
 PAPER = {"pseudo.lam": 0.1, "pseudo.p": 0.5}
 SPACE = {"pseudo.lam": {"type": "loguniform", "low": 0.01, "high": 1.0},
@@ -53,16 +48,6 @@ def run_cfg(a, name: str, tune: dict) -> config_mod.Config:
     return config_mod.load(a.params, [*a.set], extra=extra)
 
 
-def git_rev() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+uncommitted" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="configs/ped2-cpu.yaml", help="base params (relative to the repository)")
@@ -72,16 +57,12 @@ def main() -> int:
     ap.add_argument("--cpus-per-trial", type=float, default=2.0)
     ap.add_argument("--max-concurrent", type=int, default=1)
     ap.add_argument("--val-videos", nargs="+", default=["01", "04", "07"])
-    ap.add_argument("-p", "--set", action="append", default=[], metavar="KEY=VALUE", help="extra params override")
+    _ped2.add_set_option(ap)
     ap.add_argument("--out-root", default="runs/ped2-tune", help="<out-root>/{searched,paper}")
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to the results file")
     ap.add_argument("--results", default="benchmarks/RESULTS.md")
-    a = ap.parse_args()
-    os.chdir(REPO)  # params files use repository-relative paths
+    a = _ped2.parse(ap)
 
-    import torch
-
-    from pseudovad.stages import extract
     from pseudovad.stages import tune as tune_stage
 
     runs = {
@@ -91,9 +72,7 @@ def main() -> int:
                                       "search": "grid", "scheduler": "fifo"}),
     }
     first = runs["searched"]
-    t0 = time.perf_counter()
-    ex = extract.run(first, progress=False)
-    print(f"extract: {ex['videos']} videos, {ex['reused']} reused, {time.perf_counter() - t0:.1f}s → {ex['store']}")
+    _ped2.extract(first)
 
     rows = []
     for name, cfg in runs.items():
@@ -110,9 +89,7 @@ def main() -> int:
 
     head = ["run", "λ", "p", "trials", "completed/stopped/failed", "best epoch", "val AUC %", "held-out test AUC %",
             "wall min"]
-    md = ["| " + " | ".join(head) + " |", "|---|" + "|".join(["---:"] * (len(head) - 1)) + "|"]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    table = "\n".join(md)
+    table = _ped2.md_table(head, rows, left=1)
     print()
     print(table)
     if a.no_append:
@@ -122,9 +99,8 @@ def main() -> int:
         "",
         "## Ray Tune on UCSD Ped2: searched λ, p vs the paper's λ=0.1, p=0.5 (`benchmarks/ped2_tune.py`)",
         "",
-        f"{dt.date.today().isoformat()}, commit {git_rev()}, {platform.machine()} CPU, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}. Params `{a.params}`"
-        + (f" with `{' '.join('-p ' + s for s in a.set)}`" if a.set else "")
+        f"{_ped2.environment()}. Params `{a.params}`"
+        + _ped2.overrides(a.set)
         + f". Budget per trial: ≤ {a.max_epochs} epochs × {a.clips_per_epoch} clips "
           f"(`train.max_clips_per_epoch`), {a.cpus_per_trial:g} CPUs, {a.max_concurrent or 'all'} at once; "
           f"searched: {a.samples} random trials, ASHA (grace 1, factor 2). Validation videos {val} "
@@ -134,9 +110,7 @@ def main() -> int:
         table,
         "",
     ]
-    with open(a.results, "a") as f:
-        f.write("\n".join(text))
-    print(f"→ appended to {a.results}")
+    _ped2.append(a.results, text)
     return 0
 
 
