@@ -208,7 +208,7 @@ def test_outputs_get_normal_permissions(tmp_path):
     """Temp files are owner-only; what is renamed into place must not stay so."""
     import os
 
-    from pseudovad.io import write_json
+    from pseudovad.files import write_json
 
     old = os.umask(0o022)
     try:

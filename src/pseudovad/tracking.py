@@ -364,7 +364,7 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from pseudovad.io import sha256_file
+    from pseudovad.files import sha256_file
     from pseudovad.models.io import load_model
 
     model_path = Path(model_path)

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from pseudovad.data.sources import Source
 from pseudovad.errors import DataError
-from pseudovad.io import write_json
+from pseudovad.files import write_json
 
 LOG = "ingest.json"
 VERSION = 1

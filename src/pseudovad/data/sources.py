@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from pseudovad.errors import DataError
-from pseudovad.io import sha256_file
+from pseudovad.files import sha256_file
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 VIDEO_EXTS = {".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".flv"}

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pseudovad.errors import DataError
-from pseudovad.io import write_json
+from pseudovad.files import write_json
 
 MANIFEST = "manifest.json"
 VERSION = 1

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pseudovad.io import atomic_path  # noqa: E402
+from pseudovad.files import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from pseudovad import config as config_mod
 from pseudovad.errors import DataError, PseudovadError
-from pseudovad.io import atomic_path
+from pseudovad.files import atomic_path
 
 FORMAT = "pseudovad-model/1"
 

@@ -27,7 +27,7 @@ from pseudovad.data import ingested
 from pseudovad.data.sources import VIDEO_EXTS, Source, natural_key, read_video, video_info
 from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, commit_store, staging_dir
 from pseudovad.errors import DataError, StorageError
-from pseudovad.io import exclusive_lock, sha256_file, write_text
+from pseudovad.files import exclusive_lock, sha256_file, write_text
 from pseudovad.stages.extract import extract_source, extraction_params
 from pseudovad.storage import S3, S3Object, configure_dvc_remote, parse_s3_uri, redact
 

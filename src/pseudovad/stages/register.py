@@ -27,7 +27,7 @@ from typing import Any
 from pseudovad import tracking
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
-from pseudovad.io import sha256_file, write_json
+from pseudovad.files import sha256_file, write_json
 from pseudovad.models.io import read_model_file
 
 EPS = 1e-9

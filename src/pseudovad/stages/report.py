@@ -14,7 +14,7 @@ from typing import Any
 from pseudovad.config import Config
 from pseudovad.errors import DataError
 from pseudovad.evaluation.report import format_table, read_metrics, table
-from pseudovad.io import write_text
+from pseudovad.files import write_text
 
 METRICS = ("auc_micro", "auc_macro", "auc_raw", "eer")
 

@@ -24,7 +24,7 @@ from pseudovad import tracking
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
 from pseudovad.errors import ConfigError, DataError, StorageError
-from pseudovad.io import exclusive_lock, write_json
+from pseudovad.files import exclusive_lock, write_json
 from pseudovad.stages import evaluate, ingest, register, train
 
 log = logging.getLogger(__name__)

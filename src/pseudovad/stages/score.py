@@ -45,7 +45,7 @@ from pseudovad.device import resolve_device
 from pseudovad.errors import ConfigError, DataError
 from pseudovad.evaluation.psnr import frame_psnr, to_unit
 from pseudovad.evaluation.scoring import geometry
-from pseudovad.io import atomic_dir, atomic_path, write_json
+from pseudovad.files import atomic_dir, atomic_path, write_json
 from pseudovad.models import scored_prediction
 from pseudovad.models.io import load_model
 

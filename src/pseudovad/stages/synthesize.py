@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pseudovad.config import Config
 from pseudovad.data.synthetic import generate
-from pseudovad.io import atomic_dir
+from pseudovad.files import atomic_dir
 
 
 def run(cfg: Config, out: str | Path | None = None) -> dict:

@@ -30,7 +30,7 @@ from pseudovad.data.store import FrameStore
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError, TrainingError
 from pseudovad.evaluation.psnr import frame_psnr
-from pseudovad.io import write_json
+from pseudovad.files import write_json
 from pseudovad.models import scored_prediction, value_range
 from pseudovad.models.io import load_model, model_meta, save_model
 from pseudovad.training.loop import Callback, fit

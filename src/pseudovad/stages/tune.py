@@ -38,7 +38,7 @@ from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import ConfigError, TrainingError
-from pseudovad.io import write_json, write_text
+from pseudovad.files import write_json, write_text
 from pseudovad.training import search_space
 from pseudovad.training.tune_trial import BEST_MODEL, BEST_STATE, error_line, trial
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from pseudovad.io import atomic_path
+from pseudovad.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pseudovad.config import Config
 from pseudovad.errors import TrainingError
-from pseudovad.io import write_text
+from pseudovad.files import write_text
 from pseudovad.training import checkpoint
 from pseudovad.training.method import Method
 

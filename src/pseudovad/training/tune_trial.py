@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pseudovad import config as config_mod
-from pseudovad.io import write_json
+from pseudovad.files import write_json
 from pseudovad.training.search_space import apply, plain
 
 log = logging.getLogger(__name__)

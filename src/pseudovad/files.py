@@ -1,8 +1,9 @@
-"""Atomic writes: outputs appear complete or not at all.
+"""Files every stage writes: atomic writes, content hashes, and one-at-a-time locks.
 
-A killed process (SIGKILL on a preempted node, Ctrl-C) must never leave a truncated model,
+Outputs appear complete or not at all. A killed process (SIGKILL on a preempted node, Ctrl-C) must never leave a truncated model,
 metrics file or frame array where the next stage would read it. Everything is written next to
 its destination under a temporary name and renamed into place (rename is atomic on POSIX).
+Named `files`, not `io`, so it never shadows the standard library's `io` in a reader's head.
 """
 from __future__ import annotations
 
