@@ -91,7 +91,7 @@ def probe(cfg: config_mod.Config, out: Path) -> tuple[float, float]:
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
     from pseudovad.evaluation.scoring import score_clips
-    from pseudovad.models.io import load_model
+    from pseudovad.models.model_file import load_model
     from pseudovad.stages import train
 
     shutil.rmtree(out, ignore_errors=True)

@@ -27,16 +27,16 @@ def evaluate(
     """
     from pathlib import Path
 
-    from pseudovad import pipeline_io
+    from pseudovad import kubeflow
     from pseudovad.evaluation import metrics as metrics_mod
     from pseudovad.evaluation import report as report_mod
     from pseudovad.stages import evaluate as stage
 
-    cfg = pipeline_io.from_layers(params, {}, overrides, mlflow_uri=mlflow_uri)
+    cfg = kubeflow.from_layers(params, {}, overrides, mlflow_uri=mlflow_uri)
     result = stage.run(cfg, model=model.path, store=store_dir or store.path, out=evaluation.path,
                        videos=[str(v) for v in videos] or None)
 
-    for k, v in pipeline_io.numbers(result, ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
+    for k, v in kubeflow.numbers(result, ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
                                              "anomalous_frames")).items():
         metrics.log_metric(k, v)
     evaluation.metadata.update({"fingerprint": result["fingerprint"], "auc_micro": result["auc_micro"]})

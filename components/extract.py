@@ -16,11 +16,11 @@ def extract(
     """Decode the dataset under `footage` (benchmark layout, labels in testing/) into `store`."""
     from pathlib import Path
 
-    from pseudovad import pipeline_io
+    from pseudovad import kubeflow
     from pseudovad.stages import extract as stage
 
-    cfg = pipeline_io.from_layers(params, {}, overrides)
+    cfg = kubeflow.from_layers(params, {}, overrides)
     summary = stage.run(cfg, root=footage.path, store=store.path, progress=False)
     store.metadata.update({"videos": summary["videos"], "frames": summary["frames"],
                            "size": list(cfg.data.size), "channels": cfg.data.channels})
-    Path(report.path).write_text(pipeline_io.markdown("extract", data=summary))
+    Path(report.path).write_text(kubeflow.markdown("extract", data=summary))

@@ -27,13 +27,13 @@ def ingest(
     """
     from pathlib import Path
 
-    from pseudovad import pipeline_io
+    from pseudovad import kubeflow
     from pseudovad.stages import retrain
 
-    cfg = pipeline_io.from_layers(params, {"ingest.quarantine": quarantine_dir, "registry.model_name": model_name},
+    cfg = kubeflow.from_layers(params, {"ingest.quarantine": quarantine_dir, "registry.model_name": model_name},
                                   overrides, mlflow_uri=mlflow_uri)
     step = retrain.ingest_step(cfg, source=source, store=store_dir)
-    Path(report.path).write_text(pipeline_io.markdown("ingest", log=step["lines"]))
+    Path(report.path).write_text(kubeflow.markdown("ingest", log=step["lines"]))
     print("\n".join(step["lines"]))
     for key, value in step["counts"].items():
         counts.log_metric(key, value)

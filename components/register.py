@@ -24,15 +24,15 @@ def register(
     from collections import namedtuple
     from pathlib import Path
 
-    from pseudovad import pipeline_io
+    from pseudovad import kubeflow
     from pseudovad.stages import register as stage
 
-    cfg = pipeline_io.from_layers(params, {"registry.min_delta": min_delta, "registry.model_name": model_name},
+    cfg = kubeflow.from_layers(params, {"registry.min_delta": min_delta, "registry.model_name": model_name},
                                   overrides, mlflow_uri=mlflow_uri)
     result = stage.run(cfg, model=model.path, metrics=str(Path(evaluation.path, "metrics.json")),
                        out=decision.path)
     decision.metadata.update({k: result[k] for k in ("model_name", "version", "model_uri", "promoted",
                                                      "champion_after", "reason")})
-    Path(report.path).write_text(pipeline_io.markdown(f"register: {result['model_uri']}", result["reason"], result))
+    Path(report.path).write_text(kubeflow.markdown(f"register: {result['model_uri']}", result["reason"], result))
     out = namedtuple("RegisterOutputs", ["version", "promoted"])
     return out(str(result["version"]), bool(result["promoted"]))

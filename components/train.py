@@ -36,23 +36,23 @@ def train(
     `init` warm-starts from a model.pt or MLflow URI; `warm_start` from the registry's current
     champion of `model_name` (default pseudovad-<method>) when `init` is empty (from scratch
     while there is no champion yet).
-    Settings: `pseudovad.pipeline_io.from_layers` (params < typed parameters < tuned < overrides).
+    Settings: `pseudovad.kubeflow.from_layers` (params < typed parameters < tuned < overrides).
     """
-    from pseudovad import pipeline_io
+    from pseudovad import kubeflow
     from pseudovad.stages import retrain
     from pseudovad.stages import train as stage
 
-    cfg = pipeline_io.from_layers(
+    cfg = kubeflow.from_layers(
         params, {"model.method": method, "pseudo.kind": pseudo_kind, "pseudo.lam": lam, "pseudo.p": p,
                  "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "train.epochs": epochs,
                  "registry.model_name": model_name},
-        overrides, tuned=pipeline_io.tuned_values(tuned.path) if tuned is not None else None, mlflow_uri=mlflow_uri)
+        overrides, tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None, mlflow_uri=mlflow_uri)
     cfg.train.init = retrain.init_weights(cfg, init, warm_start)
-    work = pipeline_io.work_dir(checkpoint_dir, run_id, "train", model.path)
+    work = kubeflow.work_dir(checkpoint_dir, run_id, "train", model.path)
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)
 
-    published = pipeline_io.publish_training(cfg, work, model.path, history.path)
+    published = kubeflow.publish_training(cfg, work, model.path, history.path)
     model.metadata.update(published["model"])
     history.metadata["summary"] = published["summary"]
-    for k, v in pipeline_io.numbers(summary).items():
+    for k, v in kubeflow.numbers(summary).items():
         metrics.log_metric(k, v)

@@ -30,19 +30,19 @@ def tune(
     `gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
     Its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a retried pod restores
     the search instead of starting over."""
-    from pseudovad import pipeline_io
+    from pseudovad import kubeflow
     from pseudovad.stages import tune as stage
 
-    cfg = pipeline_io.from_layers(
+    cfg = kubeflow.from_layers(
         params, {"model.method": method, "pseudo.kind": pseudo_kind, "pseudo.lam": lam, "pseudo.p": p,
                  "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "tune.num_samples": num_samples,
                  "tune.gpus_per_trial": gpus_per_trial},
         overrides, mlflow_uri=mlflow_uri)
-    work = pipeline_io.work_dir(checkpoint_dir, run_id, "tune", best.path)
+    work = kubeflow.work_dir(checkpoint_dir, run_id, "tune", best.path)
     summary = stage.run(cfg, store=store.path, out=work)
 
-    pipeline_io.publish_tuning(work, best.path)
+    kubeflow.publish_tuning(work, best.path)
     best.metadata["best_config"] = summary["best_config"]
-    for k, v in pipeline_io.numbers(summary, ("best_val_auc", "test_auc", "test_auc_macro", "test_eer", "trials",
+    for k, v in kubeflow.numbers(summary, ("best_val_auc", "test_auc", "test_auc_macro", "test_eer", "trials",
                                               "completed", "stopped_early", "errored")).items():
         metrics.log_metric(k, v)

@@ -15,7 +15,7 @@ from pseudovad.data.store import FrameStore
 from pseudovad.errors import DataError
 from pseudovad.evaluation import metrics, normalize, psnr, scoring
 from pseudovad.models import build_model
-from pseudovad.models.io import model_meta, save_model
+from pseudovad.models.model_file import model_meta, save_model
 from pseudovad.stages import evaluate, extract, report, synthesize
 from tests.conftest import tiny_cfg
 

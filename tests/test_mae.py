@@ -290,7 +290,7 @@ def test_warmup_then_cosine_per_step():
 # ---------------------------------------------------------------------------------------------- stages
 
 def test_train_and_evaluate_end_to_end_with_mae_nct(tmp_path):
-    from pseudovad.models.io import load_model
+    from pseudovad.models.model_file import load_model
     from pseudovad.stages import evaluate, extract, synthesize, train
 
     cfg = mae_cfg(tmp_path)

@@ -14,7 +14,7 @@ from pseudovad import tracking
 from pseudovad.cli import main as cli_main
 from pseudovad.data.synthetic import render_video, write_video
 from pseudovad.files import sha256_file
-from pseudovad.models.io import load_model
+from pseudovad.models.model_file import load_model
 from pseudovad.stages import evaluate, extract, register, synthesize, train
 from pseudovad.stages.register import Entry, beats, decide
 from tests.conftest import tiny_cfg

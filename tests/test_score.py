@@ -16,7 +16,7 @@ from pseudovad.data.synthetic import render_video, write_video
 from pseudovad.errors import DataError
 from pseudovad.evaluation.scoring import score_video
 from pseudovad.models import build_model
-from pseudovad.models.io import model_meta, save_model
+from pseudovad.models.model_file import model_meta, save_model
 from pseudovad.stages import score
 from tests.conftest import tiny_cfg, write_frame_folder
 

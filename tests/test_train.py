@@ -17,7 +17,7 @@ from pseudovad import config as config_mod
 from pseudovad.errors import TrainingError
 from pseudovad.models.autoencoder2d import ImageAutoencoder, ImageNoiseGenerator
 from pseudovad.models.autoencoder3d import VideoAutoencoder, VideoNoiseGenerator
-from pseudovad.models.io import load_model
+from pseudovad.models.model_file import load_model
 from pseudovad.pseudo.noise import apply_noise
 from pseudovad.stages import extract, synthesize, train
 from pseudovad.training.ltgpa import LTGPAMethod

@@ -277,7 +277,7 @@ def test_test_auc_is_the_best_model_on_held_out_videos_only(searched, data, tmp_
     cfg = cfg_with(data)
     ev = evaluate.run(cfg, model=searched["out"] / "best_model.pt", out=tmp_path / "ev", videos=["01", "03"])
     assert m["test_auc"] == pytest.approx(ev["auc_micro"])
-    from pseudovad.models.io import read_model_file
+    from pseudovad.models.model_file import read_model_file
 
     meta = read_model_file(searched["out"] / "best_model.pt")["meta"]
     assert meta["tune"]["trial_id"] == m["best_trial"] and meta["tune"]["val_videos"] == ["02"]

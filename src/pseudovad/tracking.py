@@ -365,7 +365,7 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
     from mlflow.types import Schema, TensorSpec
 
     from pseudovad.files import sha256_file
-    from pseudovad.models.io import load_model
+    from pseudovad.models.model_file import load_model
 
     model_path = Path(model_path)
     net, file_meta = load_model(model_path, "cpu")

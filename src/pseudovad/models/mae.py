@@ -17,7 +17,7 @@ as in the paper and SimMIM (the target is regressed directly); scoring compares 
 frame with PSNR, so values slightly outside [-1, 1] only cost PSNR, as they should.
 
 Pretrained weights are loaded by the training method (`load_pretrained`), not by
-`from_config`: `models.io.load_model` rebuilds the model from a saved config and must not
+`from_config`: `models.model_file.load_model` rebuilds the model from a saved config and must not
 need the pretrained file on the scoring machine.
 """
 from __future__ import annotations

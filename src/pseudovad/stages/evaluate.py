@@ -30,7 +30,7 @@ from pseudovad.evaluation.normalize import anomaly_scores
 from pseudovad.evaluation.report import describe_model
 from pseudovad.evaluation.scoring import frame_views, geometry, score_videos
 from pseudovad.files import atomic_dir, write_json, write_text
-from pseudovad.models.io import load_model
+from pseudovad.models.model_file import load_model
 
 PSNR_CONVENTION = "10*log10(1/MSE), frames mapped to [0, 1] (peak 1)"
 

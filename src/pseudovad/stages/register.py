@@ -28,7 +28,7 @@ from pseudovad import tracking
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
 from pseudovad.files import sha256_file, write_json
-from pseudovad.models.io import read_model_file
+from pseudovad.models.model_file import read_model_file
 
 EPS = 1e-9
 METRIC_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer")

@@ -47,7 +47,7 @@ from pseudovad.evaluation.psnr import frame_psnr, to_unit
 from pseudovad.evaluation.scoring import geometry
 from pseudovad.files import atomic_dir, atomic_path, write_json
 from pseudovad.models import scored_prediction
-from pseudovad.models.io import load_model
+from pseudovad.models.model_file import load_model
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 

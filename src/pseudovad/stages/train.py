@@ -32,7 +32,7 @@ from pseudovad.errors import DataError, TrainingError
 from pseudovad.evaluation.psnr import frame_psnr
 from pseudovad.files import write_json
 from pseudovad.models import scored_prediction, value_range
-from pseudovad.models.io import load_model, model_meta, save_model
+from pseudovad.models.model_file import load_model, model_meta, save_model
 from pseudovad.training.loop import Callback, fit
 from pseudovad.training.method import Method, build_method
 

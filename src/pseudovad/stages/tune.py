@@ -262,7 +262,7 @@ def best_params_text(cfg: Config, overrides: dict[str, Any], note: str) -> str:
 def evaluate_held_out(model_path: Path, store: FrameStore, entries: list[VideoEntry], cfg: Config) -> dict[str, Any]:
     from pseudovad.device import resolve_device
     from pseudovad.evaluation import score_videos, summarize
-    from pseudovad.models.io import load_model
+    from pseudovad.models.model_file import load_model
 
     device = resolve_device(cfg.device)
     net, meta = load_model(model_path, device)

@@ -117,7 +117,7 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
     from pseudovad.evaluation import score_videos, summarize
-    from pseudovad.models.io import model_meta, save_model
+    from pseudovad.models.model_file import model_meta, save_model
     from pseudovad.stages import train as train_stage
 
     ctx = tune.get_context()

@@ -98,7 +98,7 @@ def publish_training(cfg: Config, work: str | Path, model_path: str | Path, hist
 
     Returns {"model": the model's metadata for the UI, "summary": train's metrics.json}.
     """
-    from pseudovad.models.io import read_model_file
+    from pseudovad.models.model_file import read_model_file
 
     work = Path(work)
     _move_out(work, {"model.pt": model_path, **{n: Path(history_dir, n) for n in TRAIN_HISTORY}})

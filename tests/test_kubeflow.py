@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_curve
 
-from pseudovad import pipeline_io
+from pseudovad import kubeflow
 from pseudovad.errors import ConfigError, DataError
 from pseudovad.evaluation import metrics, report
 
@@ -21,7 +21,7 @@ PARAMS = yaml.safe_dump({"data": {"size": [32, 32]}, "pseudo": {"lam": 0.9, "p":
 
 def test_layers_params_then_typed_then_tuned_then_overrides(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = pipeline_io.from_layers(PARAMS, {"pseudo.lam": 0.2, "pseudo.p": 0.25, "train.lr": 0.1},
+    cfg = kubeflow.from_layers(PARAMS, {"pseudo.lam": 0.2, "pseudo.p": 0.25, "train.lr": 0.1},
                                   ["train.lr=0.003"], tuned={"pseudo.lam": 0.37, "train.lr": 0.002})
     assert cfg.data.size == [32, 32]        # params beat the code defaults
     assert cfg.pseudo.sigma == 0.3          # params kept where no layer above sets the key
@@ -33,7 +33,7 @@ def test_layers_params_then_typed_then_tuned_then_overrides(monkeypatch):
 
 def test_empty_typed_values_keep_the_params_value_and_the_mlflow_uri_wins(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://pod-env:5000")
-    cfg = pipeline_io.from_layers(PARAMS, {"registry.model_name": "", "ingest.quarantine": None},
+    cfg = kubeflow.from_layers(PARAMS, {"registry.model_name": "", "ingest.quarantine": None},
                                   mlflow_uri="http://mlflow:5000")
     assert cfg.registry.model_name == "from-params"
     assert cfg.tracking.uri == "http://mlflow:5000"
@@ -44,49 +44,49 @@ def test_empty_typed_values_keep_the_params_value_and_the_mlflow_uri_wins(monkey
 
 
 def test_layers_validate_and_name_the_bad_input():
-    assert pipeline_io.from_layers().model.method == "ltgpa"          # nothing given: code defaults
+    assert kubeflow.from_layers().model.method == "ltgpa"          # nothing given: code defaults
     with pytest.raises(ConfigError, match="params: expected a mapping"):
-        pipeline_io.from_layers("- a list\n- not params\n")
+        kubeflow.from_layers("- a list\n- not params\n")
     with pytest.raises(ConfigError, match="params: not valid YAML"):
-        pipeline_io.from_layers("data: {size: [32\n")
+        kubeflow.from_layers("data: {size: [32\n")
     with pytest.raises(ConfigError, match="pseudo.p"):
-        pipeline_io.from_layers(PARAMS, {"pseudo.p": 1.5})
+        kubeflow.from_layers(PARAMS, {"pseudo.p": 1.5})
 
 
 def test_tuned_values_come_from_tunes_metrics(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"best_config": {"pseudo.lam": 0.4}, "trials": 2}))
-    assert pipeline_io.tuned_values(tmp_path) == {"pseudo.lam": 0.4}
+    assert kubeflow.tuned_values(tmp_path) == {"pseudo.lam": 0.4}
     with pytest.raises(DataError, match="not a tune output folder"):
-        pipeline_io.tuned_values(tmp_path / "missing")
+        kubeflow.tuned_values(tmp_path / "missing")
     (tmp_path / "metrics.json").write_text(json.dumps({"best_config": None}))
     with pytest.raises(DataError, match="no best_config"):
-        pipeline_io.tuned_values(tmp_path)
+        kubeflow.tuned_values(tmp_path)
 
 
 def test_checkpoints_on_the_volume_are_per_run_so_a_retry_resumes(tmp_path):
-    a = pipeline_io.work_dir("/mnt/ckpt", "job-1", "train", str(tmp_path / "model"))
-    assert a == Path("/mnt/ckpt/job-1/train") == pipeline_io.work_dir("/mnt/ckpt", "job-1", "train", "other")
-    assert pipeline_io.work_dir("", "job-1", "tune", str(tmp_path / "best")) == tmp_path / "best.work"
+    a = kubeflow.work_dir("/mnt/ckpt", "job-1", "train", str(tmp_path / "model"))
+    assert a == Path("/mnt/ckpt/job-1/train") == kubeflow.work_dir("/mnt/ckpt", "job-1", "train", "other")
+    assert kubeflow.work_dir("", "job-1", "tune", str(tmp_path / "best")) == tmp_path / "best.work"
 
 
 def test_publish_tuning_copies_the_verdict_and_drops_the_trials(tmp_path):
     work = tmp_path / "work"
     (work / "trial_0").mkdir(parents=True)
-    for name in pipeline_io.TUNE_RESULTS:
+    for name in kubeflow.TUNE_RESULTS:
         (work / name).write_text(name)
-    pipeline_io.publish_tuning(work, tmp_path / "best")
-    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == sorted(pipeline_io.TUNE_RESULTS)
+    kubeflow.publish_tuning(work, tmp_path / "best")
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == sorted(kubeflow.TUNE_RESULTS)
     assert not work.exists()
 
 
 def test_numbers_are_what_a_metrics_artifact_can_hold():
     s = {"auc_micro": 0.9, "auc_macro": None, "frames": 80, "resumed": True, "method": "ltgpa"}
-    assert pipeline_io.numbers(s) == {"auc_micro": 0.9, "frames": 80}
-    assert pipeline_io.numbers(s, ("frames", "auc_macro", "absent")) == {"frames": 80}
+    assert kubeflow.numbers(s) == {"auc_micro": 0.9, "frames": 80}
+    assert kubeflow.numbers(s, ("frames", "auc_macro", "absent")) == {"frames": 80}
 
 
 def test_step_reports_are_markdown():
-    text = pipeline_io.markdown("register: models:/m/2", "kept: does not beat v1", {"version": "2"},
+    text = kubeflow.markdown("register: models:/m/2", "kept: does not beat v1", {"version": "2"},
                                 log=["line one"])
     assert text == "## register: models:/m/2\n\nkept: does not beat v1\n\n    line one\n\n```yaml\nversion: '2'\n```\n"
 
