@@ -78,8 +78,9 @@ def eval_clips(cfg: config_mod.Config) -> int:
     """Clips a full evaluation scores: the probe's clip rate turns this into seconds."""
     from pseudovad.data.store import FrameStore
 
-    clip_len, _ = config_mod.clip_geometry(cfg)
-    span = (clip_len - 1) * cfg.data.frame_step + 1
+    from pseudovad.geometry import ClipGeometry
+
+    span = ClipGeometry.from_config(cfg).span
     return sum(max(0, e.frames - span + 1) for e in FrameStore(cfg.data.store).videos("testing", cfg.evaluate.videos or None))
 
 

@@ -2,6 +2,7 @@ import pytest
 
 from pseudovad import config as config_mod
 from pseudovad.errors import ConfigError
+from pseudovad.geometry import ClipGeometry
 
 
 def test_defaults_are_the_paper_settings():
@@ -55,7 +56,8 @@ def test_invalid_yaml_names_the_file(tmp_path):
 def test_mae_geometry_follows_in_frames():
     cfg = config_mod.from_dict({"model": {"method": "mae_nct", "mae": {"patch_size": 8, "in_frames": 3}},
                                 "pseudo": {"mask_patch": 16}, "data": {"size": [64, 64]}})
-    assert config_mod.clip_geometry(cfg) == (4, 3)
+    g = ClipGeometry.from_config(cfg)
+    assert (g.clip_len, g.scored_index) == (4, 3)
 
 
 def test_mae_mask_patch_must_align_with_vit_patches():

@@ -368,17 +368,6 @@ def ltgpa_downsampling(cfg: Config) -> tuple[int, int]:
     return 2 ** (n - 1), 2 ** n
 
 
-def clip_geometry(cfg: Config) -> tuple[int, int]:
-    """(clip length, index of the scored frame) for the configured method.
-
-    LTGPA reconstructs a clip of `data.clip_len` frames and scores frame `data.scored_index`;
-    MAE-NCT reads `model.mae.in_frames` frames and predicts the next one, which is scored.
-    """
-    if cfg.model.method == "mae_nct":
-        return cfg.model.mae.in_frames + 1, cfg.model.mae.in_frames
-    return cfg.data.clip_len, cfg.data.scored_index
-
-
 def validate(cfg: Config) -> Config:
     for key, choices in _CHOICES.items():
         v = _get(cfg, key)

@@ -342,7 +342,10 @@ def forward_shape(meta: dict[str, Any], batch: int = 2) -> tuple[int, ...]:
     variant = meta.get("config", {}).get("model", {}).get("ltgpa", {}).get("variant", "video")
     if meta["method"] == "ltgpa" and variant == "image":
         return (batch, c, h, w)
-    frames = int(meta["clip_len"]) if meta["method"] == "ltgpa" else int(meta["scored_index"])
+    from pseudovad.geometry import ClipGeometry
+
+    g = ClipGeometry.from_meta(meta)    # LTGPA reads the whole clip; MAE-NCT the frames before the scored one
+    frames = g.clip_len if meta["method"] == "ltgpa" else g.scored_index
     return (batch, c, frames, h, w)
 
 

@@ -1,13 +1,11 @@
 """Clip datasets over the frame store.
 
-A clip is `clip_len` frames taken every `frame_step` frames; its scored frame is frame
-`scored_index` of the clip (LTGPA: the 9th of 16; MAE-NCT: the predicted next frame). Arrays
+A clip is `clip_len` frames taken every `frame_step` frames (`pseudovad.geometry`). Arrays
 are memory-mapped, opened lazily in each DataLoader worker, and scaled on the fly:
 video models see [-1, 1], image models [0, 1].
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,13 +13,7 @@ from torch.utils.data import Dataset
 
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import DataError
-
-
-def clip_starts(n_frames: int, clip_len: int, stride: int = 1, frame_step: int = 1) -> np.ndarray:
-    span = (clip_len - 1) * frame_step + 1
-    if n_frames < span:
-        return np.zeros(0, dtype=np.int64)
-    return np.arange(0, n_frames - span + 1, stride, dtype=np.int64)
+from pseudovad.geometry import ClipGeometry
 
 
 def to_tensor(frames: np.ndarray, value_range: str = "tanh") -> torch.Tensor:
@@ -33,11 +25,6 @@ def to_tensor(frames: np.ndarray, value_range: str = "tanh") -> torch.Tensor:
     return x / 127.5 - 1.0 if value_range == "tanh" else x / 255.0
 
 
-def from_unit_range(x: torch.Tensor, value_range: str = "tanh") -> torch.Tensor:
-    """Model range → [0, 1], for plots and PSNR on a common scale."""
-    return (x + 1.0) / 2.0 if value_range == "tanh" else x
-
-
 class ClipDataset(Dataset):
     """All clips of a set of videos. Item: (clip (C, L, H, W) float, video index, start frame)."""
 
@@ -47,19 +34,17 @@ class ClipDataset(Dataset):
         """`spans`: per entry, the [first, end) frame range clips must lie in (default: whole video)."""
         self.store = store
         self.entries = entries
-        self.clip_len = clip_len
-        self.frame_step = frame_step
+        # a training clip is served whole: which of its frames is scored is not the dataset's business
+        self.geometry = ClipGeometry(clip_len, 0, frame_step)
         self.value_range = value_range
         index = []
         for vi, e in enumerate(entries):
             lo, hi = spans[vi] if spans else (0, e.frames)
-            for s in clip_starts(hi - lo, clip_len, stride, frame_step):
+            for s in self.geometry.starts(hi - lo, stride):
                 index.append((vi, lo + int(s)))
         if not index:
-            if spans:
-                raise DataError(f"{store.root}: no frame range is long enough for a {(clip_len - 1) * frame_step + 1}-frame clip")
-            span = (clip_len - 1) * frame_step + 1
-            raise DataError(f"{store.root}: no video is long enough for a {span}-frame clip")
+            what = "frame range" if spans else "video"
+            raise DataError(f"{store.root}: no {what} is long enough for a {self.geometry.span}-frame clip")
         self.index = np.asarray(index, dtype=np.int64)
         self._arrays: dict[int, np.ndarray] = {}
 
@@ -75,14 +60,10 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int):
         vi, s = (int(v) for v in self.index[i])
         arr = self._array(vi)
-        frames = arr[s:s + (self.clip_len - 1) * self.frame_step + 1:self.frame_step]
+        frames = arr[self.geometry.window(s)]
         return to_tensor(frames, self.value_range), vi, s
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_arrays"] = {}  # memmaps are reopened in each worker
         return state
-
-
-def open_store(path: str | Path) -> FrameStore:
-    return FrameStore(path)

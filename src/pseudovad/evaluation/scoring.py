@@ -1,6 +1,6 @@
 """Streaming PSNR scores over test videos: one video in memory at a time, batched, no grad.
 
-Every clip with stride 1 (`clip_starts(T, clip_len, 1, frame_step)`) is scored on its scored
+Every clip with stride 1 (`ClipGeometry.starts(T)`) is scored on its scored
 frame (LTGPA: frame `scored_index` of the clip, the 9th of 16; MAE-NCT: the predicted next frame),
 so clip s scores frame f = s + scored_index · frame_step and consecutive clips score consecutive
 frames. Frames the model never scores — the first `scored_index · frame_step` frames, before a full
@@ -17,16 +17,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pseudovad.data.clips import clip_starts, to_tensor
+from pseudovad.data.clips import to_tensor
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import DataError
 from pseudovad.evaluation.psnr import frame_psnr, to_unit
+from pseudovad.geometry import ClipGeometry
 from pseudovad.models import scored_prediction
-
-
-def geometry(meta: dict) -> tuple[int, int, int]:
-    """(clip length, scored index, frame step) the model was trained with."""
-    return int(meta["clip_len"]), int(meta["scored_index"]), int(meta.get("frame_step", 1))
 
 
 def check_compatible(meta: dict, entry: VideoEntry, where: str = "") -> None:
@@ -55,28 +51,26 @@ def fill_edges(n_frames: int, first: int, clip_psnr: np.ndarray) -> np.ndarray:
     return out
 
 
-def _batches(frames: np.ndarray, starts: np.ndarray, clip_len: int, frame_step: int, value_range: str,
+def _batches(frames: np.ndarray, starts: np.ndarray, g: ClipGeometry, value_range: str,
              batch_size: int) -> Iterator[torch.Tensor]:
-    span = (clip_len - 1) * frame_step + 1
     for i in range(0, len(starts), batch_size):
-        yield torch.stack([to_tensor(frames[s:s + span:frame_step], value_range) for s in starts[i:i + batch_size]])
+        yield torch.stack([to_tensor(frames[g.window(s)], value_range) for s in starts[i:i + batch_size]])
 
 
 @torch.no_grad()
 def score_clips(model: nn.Module, meta: dict, frames: np.ndarray, device: torch.device | str,
                 batch_size: int = 8, video: str = "?") -> tuple[int, np.ndarray]:
     """(first scored frame, PSNR of every stride-1 clip) for one video's uint8 frames."""
-    clip_len, scored_index, frame_step = geometry(meta)
-    starts = clip_starts(len(frames), clip_len, 1, frame_step)
+    g = ClipGeometry.from_meta(meta)
+    starts = g.starts(len(frames))
     if len(starts) == 0:
-        span = (clip_len - 1) * frame_step + 1
-        raise DataError(f"test video {video}: {len(frames)} frames, too short for one {span}-frame clip")
+        raise DataError(f"test video {video}: {len(frames)} frames, too short for one {g.span}-frame clip")
     vr = meta.get("value_range", "tanh")
     out = []
-    for clip in _batches(frames, starts, clip_len, frame_step, vr, batch_size):
-        pred, target = scored_prediction(model, clip.to(device), meta["method"], scored_index)
+    for clip in _batches(frames, starts, g, vr, batch_size):
+        pred, target = scored_prediction(model, clip.to(device), meta["method"], g.scored_index)
         out.append(frame_psnr(pred, target, vr).cpu().numpy())
-    return scored_index * frame_step, np.concatenate(out).astype(np.float64)
+    return g.first_scored, np.concatenate(out).astype(np.float64)
 
 
 def score_video(model: nn.Module, meta: dict, frames: np.ndarray, device: torch.device | str,
@@ -115,18 +109,17 @@ def frame_views(model: nn.Module, meta: dict, frames: np.ndarray, frame: int, de
     Uses the clip that scored `frame` (or the nearest one, for edge frames: the same clip whose
     score the frame carries).
     """
-    clip_len, scored_index, frame_step = geometry(meta)
-    starts = clip_starts(len(frames), clip_len, 1, frame_step)
+    g = ClipGeometry.from_meta(meta)
+    starts = g.starts(len(frames))
     if len(starts) == 0:
         raise DataError(f"{len(frames)} frames, too short for one clip")
-    s = int(np.clip(frame - scored_index * frame_step, starts[0], starts[-1]))
+    s = int(np.clip(frame - g.first_scored, starts[0], starts[-1]))
     vr = meta.get("value_range", "tanh")
-    span = (clip_len - 1) * frame_step + 1
-    clip = to_tensor(frames[s:s + span:frame_step], vr).unsqueeze(0).to(device)
+    clip = to_tensor(frames[g.window(s)], vr).unsqueeze(0).to(device)
     was_training = model.training
     model.eval()
     try:
-        pred, target = scored_prediction(model, clip, meta["method"], scored_index)
+        pred, target = scored_prediction(model, clip, meta["method"], g.scored_index)
     finally:
         model.train(was_training)
 

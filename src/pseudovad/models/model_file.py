@@ -17,6 +17,7 @@ from torch import nn
 from pseudovad import config as config_mod
 from pseudovad.errors import DataError, PseudovadError
 from pseudovad.files import atomic_path
+from pseudovad.geometry import ClipGeometry
 
 FORMAT = "pseudovad-model/1"
 
@@ -24,15 +25,12 @@ FORMAT = "pseudovad-model/1"
 def model_meta(cfg: config_mod.Config, **extra: Any) -> dict[str, Any]:
     from pseudovad.models import value_range
 
-    clip_len, scored_index = config_mod.clip_geometry(cfg)
     meta = {
         "method": cfg.model.method,
         "config": cfg.to_dict(),
         "size": list(cfg.data.size),
         "channels": cfg.data.channels,
-        "clip_len": clip_len,
-        "scored_index": scored_index,
-        "frame_step": cfg.data.frame_step,
+        **ClipGeometry.from_config(cfg).to_meta(),      # clip_len, scored_index, frame_step
         "value_range": value_range(cfg),
     }
     meta.update(extra)

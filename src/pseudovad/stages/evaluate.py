@@ -28,7 +28,8 @@ from pseudovad.evaluation import metrics as metrics_mod
 from pseudovad.evaluation import plots
 from pseudovad.evaluation.normalize import anomaly_scores
 from pseudovad.evaluation.report import describe_model
-from pseudovad.evaluation.scoring import frame_views, geometry, score_videos
+from pseudovad.evaluation.scoring import frame_views, score_videos
+from pseudovad.geometry import ClipGeometry
 from pseudovad.files import atomic_dir, write_json, write_text
 from pseudovad.models.model_file import load_model
 
@@ -40,7 +41,7 @@ def _safe(name: str) -> str:
 
 
 def top_frames(psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray], k: int,
-               geom: tuple[int, int, int]) -> list[tuple[str, int]]:
+               geom: ClipGeometry) -> list[tuple[str, int]]:
     """The k highest-scoring frames, at most one per clip length of a video.
 
     Ties (every video's worst frame scores exactly 1 after min-max) are broken by lower raw PSNR.
@@ -48,9 +49,7 @@ def top_frames(psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray], k: in
     length of a chosen frame are skipped, so the figure shows k different moments rather than k
     copies of one.
     """
-    clip_len, scored_index, frame_step = geom
-    span = (clip_len - 1) * frame_step + 1
-    first = scored_index * frame_step
+    span, first = geom.span, geom.first_scored
     cands = []
     for v, s in scores.items():
         last = first + len(s) - span
@@ -134,7 +133,7 @@ def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | 
         if cfg.evaluate.top_k > 0:
             by_id = {e.id: e for e in entries}
             items = []
-            for v, f in top_frames(psnr, scores, cfg.evaluate.top_k, geometry(meta)):
+            for v, f in top_frames(psnr, scores, cfg.evaluate.top_k, ClipGeometry.from_meta(meta)):
                 inp, pred = frame_views(net, meta, fs.array(by_id[v]), f, device)
                 items.append({"video": v, "frame": f, "score": float(scores[v][f]), "psnr": float(psnr[v][f]),
                               "label": int(labels[v][f]), "input": inp, "pred": pred})

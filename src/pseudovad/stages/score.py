@@ -44,7 +44,7 @@ from pseudovad.data.sources import IMAGE_EXTS, Source, frame_files, read_frames,
 from pseudovad.device import resolve_device
 from pseudovad.errors import ConfigError, DataError
 from pseudovad.evaluation.psnr import frame_psnr, to_unit
-from pseudovad.evaluation.scoring import geometry
+from pseudovad.geometry import ClipGeometry
 from pseudovad.files import atomic_dir, atomic_path, write_json
 from pseudovad.models import scored_prediction
 from pseudovad.models.model_file import load_model
@@ -89,9 +89,8 @@ def stream(model: torch.nn.Module, meta: dict, frames: Iterable[np.ndarray], dev
     Clip s (frames s, s+step, …) scores frame s + scored_index·step. Frames before the first
     scored one carry the first clip's PSNR, frames after the last scored one the last clip's.
     """
-    clip_len, scored_index, step = geometry(meta)
-    span = (clip_len - 1) * step + 1
-    first = scored_index * step
+    g = ClipGeometry.from_meta(meta)
+    clip_len, scored_index, step, span, first = g.clip_len, g.scored_index, g.frame_step, g.span, g.first_scored
     vr = meta.get("value_range", "tanh")
     buf: deque[np.ndarray] = deque(maxlen=span + batch_size - 1)
     seen = 0          # frames read so far

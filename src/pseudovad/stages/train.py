@@ -31,6 +31,7 @@ from pseudovad.device import resolve_device
 from pseudovad.errors import DataError, TrainingError
 from pseudovad.evaluation.psnr import frame_psnr
 from pseudovad.files import write_json
+from pseudovad.geometry import ClipGeometry
 from pseudovad.models import scored_prediction, value_range
 from pseudovad.models.model_file import load_model, model_meta, save_model
 from pseudovad.training.loop import Callback, fit
@@ -48,19 +49,18 @@ def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDat
     entries = store.videos("training")
     if not entries:
         raise DataError(f"{store.root}: no training videos in the frame store")
-    clip_len, _ = config_mod.clip_geometry(cfg)
-    span = (clip_len - 1) * cfg.data.frame_step + 1
+    g = ClipGeometry.from_config(cfg)
     vr = value_range(cfg)
     cuts = []
     for e in entries:
         n_val = int(round(e.frames * cfg.train.val_fraction))
-        cuts.append(e.frames - n_val if n_val >= span and e.frames - n_val >= span else e.frames)
-    train = ClipDataset(store, entries, clip_len, cfg.data.clip_stride, cfg.data.frame_step, vr,
+        cuts.append(e.frames - n_val if n_val >= g.span and e.frames - n_val >= g.span else e.frames)
+    train = ClipDataset(store, entries, g.clip_len, cfg.data.clip_stride, g.frame_step, vr,
                         spans=[(0, c) for c in cuts])
     val_entries = [(e, c) for e, c in zip(entries, cuts) if c < e.frames]
     val = None
     if val_entries:
-        val = ClipDataset(store, [e for e, _ in val_entries], clip_len, 1, cfg.data.frame_step, vr,
+        val = ClipDataset(store, [e for e, _ in val_entries], g.clip_len, 1, g.frame_step, vr,
                           spans=[(c, e.frames) for e, c in val_entries])
     return train, val, store.fingerprint("training")
 
@@ -81,7 +81,7 @@ def validation_psnr(cfg: Config, model: torch.nn.Module, dataset: Dataset, devic
     was_training = model.training
     model.eval()
     vr = value_range(cfg)
-    _, scored = config_mod.clip_geometry(cfg)
+    scored = ClipGeometry.from_config(cfg).scored_index
     image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
     out = []
     for batch in DataLoader(dataset, batch_size=max(cfg.evaluate.batch_size, 1), shuffle=False):
