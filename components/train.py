@@ -47,7 +47,9 @@ def train(
                  "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "train.epochs": epochs,
                  "registry.model_name": model_name},
         overrides, tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None, mlflow_uri=mlflow_uri)
-    cfg.train.init = retrain.init_weights(cfg, init, warm_start)
+    from pseudovad import config as config_mod
+
+    cfg = config_mod.with_values(cfg, {"train.init": retrain.init_weights(cfg, init, warm_start)})
     work = kubeflow.work_dir(checkpoint_dir, run_id, "train", model.path)
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)
 

@@ -71,3 +71,16 @@ def test_repository_params_yaml_is_valid():
 
     cfg = config_mod.load(Path(__file__).parents[1] / "params.yaml")
     assert cfg.data.name == "synthetic"
+
+
+def test_with_values_returns_a_new_validated_config_and_leaves_the_old_one():
+    cfg = config_mod.from_dict({"pseudo": {"lam": 0.1}})
+    new = config_mod.with_values(cfg, {"pseudo.lam": 0.3, "train.init": "models:/m/2"})
+    assert (new.pseudo.lam, new.train.init) == (0.3, "models:/m/2")
+    assert (cfg.pseudo.lam, cfg.train.init) == (0.1, None)
+    with pytest.raises(ConfigError, match="pseudo.p: must be in"):
+        config_mod.with_values(cfg, {"pseudo.p": 2.0})
+    with pytest.raises(ConfigError, match="pseudo.lamda: unknown key"):
+        config_mod.with_values(cfg, {"pseudo.lamda": 0.3})
+    with pytest.raises(ConfigError, match="seed.x: seed is not a section"):
+        config_mod.set_keys(cfg.to_dict(), {"seed.x": 1})

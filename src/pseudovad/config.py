@@ -6,15 +6,19 @@ before any data is touched, with a one-line message naming the key.
 
 The dataclass defaults are the papers' settings (the `gpu` profile: 16×256×256 clips, widths
 96/128/256/256). The repository's params.yaml is the CPU profile on synthetic footage.
+
+A validated Config is never changed in place: `with_values(cfg, {"train.init": …})` returns a new,
+re-validated one, and `set_keys` is the one way a dotted key is set in a params tree.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import yaml
 
@@ -309,18 +313,33 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_override(tree: dict[str, Any], assignment: str) -> None:
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """`key=value` (a CLI -p, a pipeline's `overrides`) → (dotted key, YAML value)."""
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r}: expected key=value")
     key, _, raw = assignment.partition("=")
-    parts = key.strip().split(".")
-    node = tree
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{key}: {p} is not a section")
-        node = nxt
-    node[parts[-1]] = _parse_value(raw)
+    return key.strip(), _parse_value(raw)
+
+
+def set_keys(tree: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a params tree with dotted keys set, in order: {"pseudo.lam": 0.2} sets
+    tree["pseudo"]["lam"]. Missing sections are created; the tree is not validated here."""
+    out = copy.deepcopy(dict(tree))
+    for key, value in values.items():
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{key}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def with_values(cfg: Config, values: Mapping[str, Any]) -> Config:
+    """A new, re-validated Config: `cfg` with the dotted keys in `values` set; `cfg` is unchanged."""
+    return from_dict(set_keys(cfg.to_dict(), values))
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -489,7 +508,7 @@ def load(path: str | Path | None = "params.yaml", overrides: list[str] | None = 
     if extra:
         tree = deep_merge(tree, extra)
     for o in overrides or []:
-        apply_override(tree, o)
+        tree = set_keys(tree, dict([parse_override(o)]))
     return from_dict(tree)
 
 

@@ -20,7 +20,6 @@ import yaml
 from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
-from pseudovad.training import search_space
 
 MODEL_METADATA = ("method", "size", "channels", "clip_len", "scored_index", "frame_step", "value_range",
                   "train_fingerprint")
@@ -54,9 +53,9 @@ def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, ove
     if mlflow_uri:
         layer["tracking.uri"] = mlflow_uri
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
-    tree = search_space.apply(tree, layer)
+    tree = config_mod.set_keys(tree, layer)
     if tuned:
-        tree = search_space.apply(tree, dict(tuned))
+        tree = config_mod.set_keys(tree, tuned)
     return config_mod.load(None, [str(o) for o in overrides], extra=tree)
 
 

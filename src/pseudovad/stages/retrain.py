@@ -115,11 +115,8 @@ def init_weights(cfg: Config, init: str = "", warm_start: bool = False) -> Optio
 
 def round_config(cfg: Config, rdir: Path, init: Optional[str]) -> Config:
     """The same params with this round's output folders and warm start."""
-    tree = cfg.to_dict()
-    tree["train"].update(out=str(rdir / "train"), init=init)
-    tree["evaluate"]["out"] = str(rdir / "evaluate")
-    tree["registry"]["out"] = str(rdir / "register")
-    return config_mod.from_dict(tree)
+    return config_mod.with_values(cfg, {"train.out": str(rdir / "train"), "train.init": init,
+                                        "evaluate.out": str(rdir / "evaluate"), "registry.out": str(rdir / "register")})
 
 
 def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None,

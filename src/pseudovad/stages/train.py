@@ -200,7 +200,7 @@ def add_arguments(p) -> None:
 
 def main(cfg: Config, args) -> int:
     if args.init:
-        cfg.train.init = args.init
+        cfg = config_mod.with_values(cfg, {"train.init": args.init})
     s = run(cfg, args.store, args.out)
     losses = ", ".join(f"{k}={s[k]:.4g}" for k in sorted(s) if k.startswith(("loss", "noise_norm")) and s[k] is not None)
     print(f"train: {s['method']} ({s['pseudo_kind']}) {s['steps']} steps on {s['device']} in {s['seconds']}s; "

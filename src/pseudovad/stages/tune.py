@@ -95,14 +95,11 @@ def absolute_uri(uri: str, base: Path) -> str:
 
 def worker_tree(cfg: Config, store: Path, base: Path) -> dict[str, Any]:
     """cfg as a tree whose paths are absolute: Ray runs trials in their own working folders."""
-    tree = cfg.to_dict()
-    d, t = tree["data"], tree["train"]
-    d["store"] = str(store)
-    d["root"], d["labels"] = _abs(d["root"], base), _abs(d["labels"], base)
-    t["init"], t["cifar_root"] = _abs(t["init"], base), _abs(t["cifar_root"], base)
-    tree["model"]["mae"]["pretrained"] = _abs(tree["model"]["mae"]["pretrained"], base)
-    tree["tracking"]["artifact_location"] = _abs(tree["tracking"]["artifact_location"], base)
-    return tree
+    return config_mod.with_values(cfg, {
+        "data.store": str(store), "data.root": _abs(cfg.data.root, base), "data.labels": _abs(cfg.data.labels, base),
+        "train.init": _abs(cfg.train.init, base), "train.cifar_root": _abs(cfg.train.cifar_root, base),
+        "model.mae.pretrained": _abs(cfg.model.mae.pretrained, base),
+        "tracking.artifact_location": _abs(cfg.tracking.artifact_location, base)}).to_dict()
 
 
 def search_key(cfg: Config, dims: dict[str, search_space.Dim], store: FrameStore) -> str:
@@ -399,7 +396,7 @@ def add_arguments(p) -> None:
 
 def main(cfg: Config, args) -> int:
     if args.address:
-        cfg.tune.address = args.address
+        cfg = config_mod.with_values(cfg, {"tune.address": args.address})
     s = run(cfg, args.store, args.out)
     for e in s["errors"]:
         print(f"tune: trial {e['trial_id']} failed: {e['error']}")

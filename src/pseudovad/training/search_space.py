@@ -194,18 +194,4 @@ def plain(value: Any) -> Any:
 
 def apply(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of a params tree with dotted keys set to the (plain) sampled values."""
-    import copy
-
-    out = copy.deepcopy(tree)
-    for key, value in overrides.items():
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = plain(value)
-    return out
-
-
-def build(tree: dict[str, Any], overrides: dict[str, Any]) -> Config:
-    """The validated Config of one point of the space (ConfigError if the point is invalid)."""
-    return config_mod.from_dict(apply(tree, overrides))
+    return config_mod.set_keys(tree, {k: plain(v) for k, v in overrides.items()})

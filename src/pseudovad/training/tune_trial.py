@@ -39,12 +39,10 @@ BEST_STATE = "best.json"
 TRIAL_FILE = "trial.json"
 
 
-def trial_tree(setup: dict[str, Any], overrides: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The params tree of one trial: base + sampled values; fixed epochs, output folder, no train run."""
-    tree = apply(setup["tree"], overrides)
-    tree.setdefault("train", {}).update(epochs=setup["max_epochs"], out=str(out))
-    tree.setdefault("tracking", {})["enabled"] = False
-    return tree
+def trial_config(setup: dict[str, Any], overrides: dict[str, Any], out: Path) -> config_mod.Config:
+    """The Config of one trial: base + sampled values; fixed epochs, output folder, no train run."""
+    return config_mod.from_dict(apply(setup["tree"], {
+        **overrides, "train.epochs": setup["max_epochs"], "train.out": str(out), "tracking.enabled": False}))
 
 
 class ChildRun:
@@ -128,7 +126,7 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     write_json(out / TRIAL_FILE, {"trial_id": trial_id, "trial_name": trial_name, "overrides": overrides})
     if setup.get("tracking"):
         os.environ["MLFLOW_TRACKING_URI"] = setup["tracking"]["uri"]
-    cfg = config_mod.from_dict(trial_tree(setup, overrides, out))
+    cfg = trial_config(setup, overrides, out)
     torch.set_num_threads(max(1, int(setup.get("threads", 1))))
 
     store = FrameStore(setup["store"])
