@@ -35,7 +35,8 @@ from pseudovad.geometry import ClipGeometry
 from pseudovad.models import scored_prediction, value_range
 from pseudovad.models.model_file import load_model, model_meta, save_model
 from pseudovad.training.loop import Callback, fit
-from pseudovad.training.method import Method, build_method
+from pseudovad.training.method import Method
+from pseudovad.training.methods import build_method
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 The loop (`pseudovad.training.loop`) owns everything methods share: batching, device, bf16
 autocast, checkpoints and resume, the NaN guard, per-epoch metrics and timing. A method owns
-its models, optimisers and schedules, and the update rule of one batch.
+its models, optimisers and schedules, and the update rule of one batch. Which class serves
+`model.method` is `pseudovad.training.methods`' business; this module knows no method.
 """
 from __future__ import annotations
 
@@ -61,13 +62,3 @@ class Method:
 
     def lrs(self) -> dict[str, float]:
         return {f"lr_{k.lower()}": opt.param_groups[0]["lr"] for k, opt in self.optimizers().items()}
-
-
-def build_method(cfg: Config, device: torch.device) -> Method:
-    if cfg.model.method == "ltgpa":
-        from pseudovad.training.ltgpa import LTGPAMethod
-
-        return LTGPAMethod(cfg, device)
-    from pseudovad.training.mae_nct import MAENCTMethod
-
-    return MAENCTMethod(cfg, device)
