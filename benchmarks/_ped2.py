@@ -91,20 +91,19 @@ def probe(cfg: config_mod.Config, out: Path) -> tuple[float, float]:
     """
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
-    from pseudovad.evaluation.scoring import score_clips
-    from pseudovad.models.model_file import load_model
+    from pseudovad.evaluation.streaming import Detector
     from pseudovad.stages import train
 
     shutil.rmtree(out, ignore_errors=True)
     s = train.run(cfg, out=out, progress=False)
     step_s = cfg.train.batch_size / s["history"][-1]["clips_per_s"]
     device = resolve_device(cfg.device)
-    model, meta = load_model(out / "model.pt", device)
+    detector = Detector.load(out / "model.pt", device, cfg.evaluate.batch_size)
     store = FrameStore(cfg.data.store)
     entry = store.videos("testing")[0]
     t0 = time.perf_counter()
-    _, clips = score_clips(model, meta, store.array(entry), device, cfg.evaluate.batch_size, entry.id)
-    clip_rate = len(clips) / (time.perf_counter() - t0)
+    detector.score_video(store.array(entry), entry.id)
+    clip_rate = len(detector.geometry.starts(entry.frames)) / (time.perf_counter() - t0)
     shutil.rmtree(out, ignore_errors=True)
     return step_s, clip_rate
 

@@ -13,7 +13,7 @@ from torch import nn
 from pseudovad.cli import main as cli_main
 from pseudovad.data.store import FrameStore
 from pseudovad.errors import DataError
-from pseudovad.evaluation import metrics, normalize, psnr, scoring
+from pseudovad.evaluation import metrics, normalize, psnr, streaming
 from pseudovad.models import build_model
 from pseudovad.models.model_file import model_meta, save_model
 from pseudovad.stages import evaluate, extract, report, synthesize
@@ -129,7 +129,7 @@ def test_every_frame_gets_its_scored_clip_and_edges_take_the_nearest(frame_step)
     frames = np.repeat(values.astype(np.uint8)[:, None, None], 8, 1).repeat(8, 2)
     meta = {"method": "ltgpa", "clip_len": clip_len, "scored_index": scored, "frame_step": frame_step,
             "value_range": "tanh", "size": [8, 8], "channels": 1}
-    got = scoring.score_video(ZeroModel(), meta, frames, "cpu", batch_size=3)
+    got = streaming.score_video(ZeroModel(), meta, frames, "cpu", batch_size=3)
     first = scored * frame_step
     last = n - 1 - (clip_len - 1 - scored) * frame_step
     want = [_expected_psnr(float(frames[min(max(f, first), last), 0, 0])) for f in range(n)]
@@ -139,10 +139,10 @@ def test_every_frame_gets_its_scored_clip_and_edges_take_the_nearest(frame_step)
 
 
 def test_fill_edges_and_too_short_video():
-    assert scoring.fill_edges(6, 2, np.array([5.0, 6.0, 7.0])).tolist() == [5, 5, 5, 6, 7, 7]
+    assert streaming.fill_edges(6, 2, np.array([5.0, 6.0, 7.0])).tolist() == [5, 5, 5, 6, 7, 7]
     meta = {"method": "ltgpa", "clip_len": 8, "scored_index": 4, "value_range": "tanh", "size": [8, 8], "channels": 1}
     with pytest.raises(DataError, match="test video x: 5 frames, too short"):
-        scoring.score_video(ZeroModel(), meta, np.zeros((5, 8, 8), np.uint8), "cpu", video="x")
+        streaming.score_video(ZeroModel(), meta, np.zeros((5, 8, 8), np.uint8), "cpu", video="x")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,10 +109,10 @@ def test_thinned_roc_keeps_both_ends_and_only_finite_thresholds():
 
 
 def test_roc_csv_reads_back_what_evaluate_writes(tmp_path):
-    from pseudovad.stages.evaluate import _roc_csv
+    from pseudovad.evaluation.protocol import roc_csv
 
     fpr, tpr, thr = _roc(50)
-    (tmp_path / "roc.csv").write_text(_roc_csv(fpr, tpr, thr))
+    (tmp_path / "roc.csv").write_text(roc_csv(fpr, tpr, thr))
     f, t, h = report.read_roc(tmp_path / "roc.csv")
     assert f == pytest.approx(fpr, abs=1e-6) and t == pytest.approx(tpr, abs=1e-6) and math.isinf(h[0])
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")

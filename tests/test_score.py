@@ -14,7 +14,8 @@ from pseudovad import calibration
 from pseudovad.cli import main as cli_main
 from pseudovad.data.synthetic import render_video, write_video
 from pseudovad.errors import DataError
-from pseudovad.evaluation.scoring import score_video
+from pseudovad.evaluation.segments import Segments, Timeline
+from pseudovad.evaluation.streaming import Detector, score_video
 from pseudovad.models import build_model
 from pseudovad.models.model_file import model_meta, save_model
 from pseudovad.stages import score
@@ -67,7 +68,7 @@ def test_stream_matches_evaluate_scores_with_bounded_lookahead(setup, batch, fra
 
     span = (meta["clip_len"] - 1) * frame_step + 1
     got = []
-    for s in score.stream(net, meta, source(), "cpu", batch):
+    for s in Detector(net, meta, "cpu", batch).stream(source()):
         # constant memory: never more than one batch of clips read ahead of what is yielded
         assert read - s.index <= span + batch - 1
         assert np.array_equal(s.frame, frames[s.index])
@@ -80,12 +81,12 @@ def test_stream_rejects_footage_shorter_than_a_clip(setup):
     cfg, net, meta, _, video, _ = setup
     frames = _frames(video, cfg)[: meta["clip_len"] - 1]
     with pytest.raises(DataError, match="too short"):
-        list(score.stream(net, meta, iter(frames), "cpu", 2))
+        list(Detector(net, meta, "cpu", 2).stream(iter(frames)))
 
 
 def test_segments_drop_short_runs_and_flag_long_ones():
     scores = [0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1]
-    seg = score.Segments(0.5, 3)
+    seg = Segments(0.5, 3)
     out = []
     for i, s in enumerate(scores):
         out += seg.push(i, i, float(s))
@@ -94,14 +95,14 @@ def test_segments_drop_short_runs_and_flag_long_ones():
     assert [int(f) for _, f in out] == [0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1]
     assert [(g["start_frame"], g["end_frame"], g["frames"]) for g in seg.found] == [(4, 7, 4), (9, 11, 3)]
     # a score exactly at the threshold is flagged; no threshold flags nothing
-    seg = score.Segments(0.5, 1)
+    seg = Segments(0.5, 1)
     assert seg.push("a", 0, 0.5) == [("a", True)]
-    seg = score.Segments(None, 1)
+    seg = Segments(None, 1)
     assert seg.push("a", 0, 1.0) == [("a", False)]
 
 
 def test_timeline_keeps_bounded_bins_and_the_exact_mean():
-    tl = score.Timeline(bins=64)
+    tl = Timeline(bins=64)
     rng = np.random.default_rng(0)
     values = rng.random(10_001)
     for v in values:

@@ -335,20 +335,6 @@ def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
 # ----------------------------------------------------------------------------------------------
 # The logged detector
 
-def forward_shape(meta: dict[str, Any], batch: int = 2) -> tuple[int, ...]:
-    """Shape of the tensor the detector's forward() takes (what `scored_prediction` feeds it)."""
-    c = int(meta["channels"])
-    h, w = (int(x) for x in meta["size"])
-    variant = meta.get("config", {}).get("model", {}).get("ltgpa", {}).get("variant", "video")
-    if meta["method"] == "ltgpa" and variant == "image":
-        return (batch, c, h, w)
-    from pseudovad.geometry import ClipGeometry
-
-    g = ClipGeometry.from_meta(meta)    # LTGPA reads the whole clip; MAE-NCT the frames before the scored one
-    frames = g.clip_len if meta["method"] == "ltgpa" else g.scored_index
-    return (batch, c, frames, h, w)
-
-
 def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: str = "model") -> dict[str, Any] | None:
     """Log model.pt as an MLflow PyTorch model of the active run; returns {model_uri, model_id, run_id}.
 
@@ -367,6 +353,7 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
+    from pseudovad.evaluation.streaming import Detector
     from pseudovad.files import sha256_file
     from pseudovad.models.model_file import load_model
 
@@ -374,7 +361,7 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
     net, file_meta = load_model(model_path, "cpu")
     meta = meta or file_meta
     pre = {k: meta.get(k) for k in PREPROCESSING_KEYS}
-    example = np.zeros(forward_shape(meta), dtype=np.float32)
+    example = np.zeros(Detector(net, meta).input_shape(), dtype=np.float32)
     with torch.no_grad():
         out = net(torch.from_numpy(example))
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]))]),

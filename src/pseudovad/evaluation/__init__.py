@@ -7,6 +7,6 @@ usable in-process, e.g. by Ray Tune trials scoring validation videos with the li
 from pseudovad.evaluation.metrics import frame_auc, summarize
 from pseudovad.evaluation.normalize import anomaly_scores, normalized_psnr
 from pseudovad.evaluation.psnr import frame_psnr
-from pseudovad.evaluation.scoring import score_video, score_videos
+from pseudovad.evaluation.streaming import Detector, score_video, score_videos
 
-__all__ = ["anomaly_scores", "frame_auc", "frame_psnr", "normalized_psnr", "score_video", "score_videos", "summarize"]
+__all__ = ["Detector", "anomaly_scores", "frame_auc", "frame_psnr", "normalized_psnr", "score_video", "score_videos", "summarize"]

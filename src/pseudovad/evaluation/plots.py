@@ -1,8 +1,10 @@
-"""Evaluation figures (matplotlib, Agg backend, PNG): ROC, per-video timelines, top-k frames.
+"""Evaluation figures (matplotlib, Agg backend, PNG): ROC, per-video timelines, top-k frames, and
+the timeline of scored new footage.
 
 They are what a reviewer looks at before trusting an AUC: the ROC shape, whether score peaks sit
 on the ground-truth events of each video, and what the model got wrong on its worst frames
-(input | reconstruction or prediction | squared-error heatmap, the papers' qualitative figure).
+(input | reconstruction or prediction | squared-error heatmap, the papers' qualitative figure);
+and, for `score`, where on unlabelled footage the flagged segments are.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pseudovad.evaluation.segments import Timeline  # noqa: E402
 from pseudovad.files import atomic_path  # noqa: E402
 
 
@@ -88,3 +91,27 @@ def topk_plot(items: Sequence[dict], path: str | Path) -> None:
             ax.set_yticks([])
         fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.04)
     _save(fig, path)
+
+
+def footage_timeline_plot(tl: Timeline, segments: list[dict], threshold: float | None, fps: float | None,
+                          title: str, path: Path) -> None:
+    """Score over time of scored footage (binned: any length), threshold line, flagged segments shaded."""
+    x, lo, mean, hi = tl.arrays()
+    scale = 1.0 / fps if fps else 1.0
+    fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
+    for s in segments:
+        ax.axvspan(s["start_frame"] * scale, (s["end_frame"] + 1) * scale, color="tab:red", alpha=0.2, lw=0)
+    if tl.width > 1:
+        ax.fill_between(x * scale, lo, hi, color="tab:blue", alpha=0.25, lw=0, label="min–max per bin")
+    ax.plot(x * scale, mean, color="tab:blue", lw=1, label="anomaly score")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("time (s)" if fps else "frame")
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
