@@ -49,7 +49,7 @@ def row_cfg(a, row: str, extra: list[str]) -> config_mod.Config:
 
 def steps_per_epoch(cfg: config_mod.Config) -> int:
     from pseudovad.data.store import FrameStore
-    from pseudovad.stages.train import video_datasets
+    from pseudovad.training.fit import video_datasets
     from pseudovad.training.loop import steps_per_epoch as spe
 
     train_set, _, _ = video_datasets(cfg, FrameStore(cfg.data.store))

@@ -14,8 +14,9 @@ Each trial:
   protocol), saves the detector as best_model.pt when validation AUC improves, and calls
   `ray.tune.report` (ASHA stops bad trials on these reports);
 - logs into an MLflow child run of the search's parent run. The child run is driven through
-  MlflowClient by run id, not as the process's active run, and train's own MLflow run is off
-  for trials: no model export per trial, no run nested in a run.
+  MlflowClient by run id, not as the process's active run; a trial trains with
+  `training.fit.fit_detector` and never opens train's own MLflow run: no model export per
+  trial, no run nested in a run.
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from pseudovad.device import resolve_device
     from pseudovad.evaluation import score_videos, summarize
     from pseudovad.models.model_file import model_meta, save_model
-    from pseudovad.stages import train as train_stage
+    from pseudovad.training.fit import fit_detector
 
     ctx = tune.get_context()
     trial_id, trial_name = ctx.get_trial_id(), ctx.get_trial_name()
@@ -157,7 +158,7 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         tune.report(metrics)
 
     try:
-        train_stage.run(cfg, store=setup["store"], out=out, callbacks=[on_epoch], progress=False)
+        fit_detector(cfg, store=setup["store"], out=out, callbacks=[on_epoch], progress=False)
     except SystemExit:  # Ray ends a trial the scheduler stopped by exiting its thread
         if child:
             child.end("FINISHED", "stopped_early")

@@ -1,0 +1,160 @@
+"""Fitting a detector on normal footage (LTGPA or MAE-NCT), resumable after a kill.
+
+What `pseudovad train`, Ray Tune trials and retraining rounds run. Reads training videos from the frame store (or CIFAR-10 batches for the LTGPA image variant),
+trains with the method's update rule (`training.loop`), and writes into the output folder:
+  model.pt          the detector alone + the config and pre-processing to rebuild it
+  metrics.json      summary: steps, final losses, validation PSNR, throughput
+  history.jsonl     one record per epoch (losses, noise norm, learning rates, clips/s)
+  checkpoints/      last.pt / prev.pt: re-running after a kill resumes from here
+The tail (`train.val_fraction`) of every training video is held out as normal validation
+footage: its PSNR statistics are stored in model.pt as the calibration `score` uses to turn
+PSNR into an anomaly score on unlabelled footage.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pseudovad.calibration import calibrate
+from pseudovad.config import Config
+from pseudovad.data.clips import ClipDataset
+from pseudovad.data.store import FrameStore
+from pseudovad.device import resolve_device
+from pseudovad.errors import DataError, TrainingError
+from pseudovad.evaluation.streaming import Detector
+from pseudovad.files import write_json
+from pseudovad.geometry import ClipGeometry
+from pseudovad.models import value_range
+from pseudovad.models.model_file import load_model, model_meta, save_model
+from pseudovad.training.loop import Callback, fit
+from pseudovad.training.method import Method
+from pseudovad.training.methods import build_method
+
+log = logging.getLogger(__name__)
+
+
+def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDataset | None, str]:
+    """Training clips from the head of each training video, validation clips from its tail."""
+    want = {"size": list(cfg.data.size), "channels": cfg.data.channels}
+    if store.params != want:
+        raise DataError(f"{store.root}: frame store was extracted with {store.params}, params say {want} "
+                        "(re-run `pseudovad extract`)")
+    entries = store.videos("training")
+    if not entries:
+        raise DataError(f"{store.root}: no training videos in the frame store")
+    g = ClipGeometry.from_config(cfg)
+    vr = value_range(cfg)
+    cuts = []
+    for e in entries:
+        n_val = int(round(e.frames * cfg.train.val_fraction))
+        cuts.append(e.frames - n_val if n_val >= g.span and e.frames - n_val >= g.span else e.frames)
+    train = ClipDataset(store, entries, g.clip_len, cfg.data.clip_stride, g.frame_step, vr,
+                        spans=[(0, c) for c in cuts])
+    val_entries = [(e, c) for e, c in zip(entries, cuts) if c < e.frames]
+    val = None
+    if val_entries:
+        val = ClipDataset(store, [e for e, _ in val_entries], g.clip_len, 1, g.frame_step, vr,
+                          spans=[(c, e.frames) for e, c in val_entries])
+    return train, val, store.fingerprint("training")
+
+
+def image_datasets(cfg: Config) -> tuple[Dataset, Dataset | None, str]:
+    from pseudovad.data.images import one_class
+
+    if not cfg.train.cifar_root:
+        raise DataError("train.cifar_root: the image variant needs a folder of CIFAR-10 python batches")
+    tr, va, _ = one_class(cfg.train.cifar_root, cfg.train.normal_class, cfg.train.val_fraction,
+                          cfg.data.channels, tuple(cfg.data.size))
+    return tr, (va if len(va) else None), f"cifar10:{cfg.train.cifar_root}:class{cfg.train.normal_class}"
+
+
+def validation_psnr(cfg: Config, model: torch.nn.Module, dataset: Dataset, device: torch.device) -> np.ndarray:
+    """PSNR of the scored frame (video) or image on normal held-out data, scored as `evaluate` does."""
+    detector = Detector(model, model_meta(cfg), device)
+    out = []
+    with detector.evaluating():
+        for batch in DataLoader(dataset, batch_size=max(cfg.evaluate.batch_size, 1), shuffle=False):
+            out.append(detector.psnr(batch[0]))
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def resuming(out: Path) -> bool:
+    """A checkpoint in `out`: training continues from it, and a warm start does not apply."""
+    return (out / "checkpoints" / "last.pt").exists()
+
+
+def warm_start(method: Method, init: str, device: torch.device) -> None:
+    """F's weights from `init`, a model.pt or an MLflow URI."""
+    model, meta = load_model(init, device)
+    try:
+        method.predictor().load_state_dict(model.state_dict())
+    except RuntimeError as e:
+        raise TrainingError(f"{init}: cannot warm-start, the model does not match params "
+                            f"({str(e).splitlines()[0][:160]})") from None
+    log.info("warm start from %s", init)
+
+
+def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
+                 callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Train, calibrate on the validation tail, write model.pt and metrics.json into `out`
+    (default `train.out`); `callbacks` run after every epoch. Returns the summary, the model
+    path and the per-epoch history."""
+    out = Path(out or cfg.train.out)
+    progress = (not os.environ.get("PSEUDOVAD_NO_PROGRESS")) if progress is None else progress
+    device = resolve_device(cfg.device)
+    image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
+    if image:
+        train_set, val_set, fingerprint = image_datasets(cfg)
+    else:
+        train_set, val_set, fingerprint = video_datasets(cfg, FrameStore(store or cfg.data.store))
+    torch.manual_seed(cfg.seed)
+    method = build_method(cfg, device)
+    if cfg.train.init and not resuming(out):
+        warm_start(method, cfg.train.init, device)
+
+    best: dict[str, Any] = {}
+    cbs = list(callbacks or [])
+    if image and val_set is not None:
+        # one-class image protocol: keep the epoch with the best validation reconstruction
+        def keep_best(epoch: int, record: dict, m: Method) -> None:
+            val = float(np.mean(validation_psnr(cfg, m.predictor(), val_set, device)))
+            record["val_psnr"] = val
+            if not best or val > best["val_psnr"]:
+                best.update(val_psnr=val, epoch=epoch,
+                            state={k: v.detach().clone() for k, v in m.predictor().state_dict().items()})
+        cbs.insert(0, keep_best)
+
+    t0 = time.perf_counter()
+    result = fit(cfg, method, train_set, out, cbs, progress)
+    model = method.predictor()
+    if best:
+        model.load_state_dict(best["state"])
+    val_psnr = validation_psnr(cfg, model, val_set, device) if val_set is not None else np.zeros(0)
+    if val_psnr.size == 0:  # no held-out footage: calibrate on (a sample of) training clips, optimistic
+        sample = torch.utils.data.Subset(train_set, range(0, len(train_set), max(1, len(train_set) // 512)))
+        val_psnr = validation_psnr(cfg, model, sample, device)
+        calib = calibrate(val_psnr, "training")
+    else:
+        calib = calibrate(val_psnr, "validation")
+    meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, steps=result["steps"],
+                      best_epoch=best.get("epoch"))
+    save_model(out / "model.pt", model, meta)
+    final = result["final"]
+    summary = {
+        "method": cfg.model.method, "pseudo_kind": cfg.pseudo.kind if cfg.model.method == "ltgpa" else cfg.pseudo.mode,
+        "dataset": cfg.data.name, "steps": result["steps"], "epochs": result["epochs"],
+        "train_clips": len(train_set), "val_psnr_mean": float(val_psnr.mean()) if val_psnr.size else None,
+        "seconds": round(time.perf_counter() - t0, 2), "device": str(device), "fingerprint": fingerprint,
+        **{k: v for k, v in final.items() if k not in ("epoch", "step")},
+    }
+    if best:
+        summary["best_epoch"] = best["epoch"]
+    write_json(out / "metrics.json", summary)
+    return {**summary, "model": str(out / "model.pt"), "history": result["history"]}
