@@ -220,7 +220,7 @@ def test_outputs_get_normal_permissions(tmp_path):
 
 def test_unknown_model_uri_scheme_is_refused():
     from pseudovad.errors import DataError
-    from pseudovad.models.model_file import resolve
+    from pseudovad.registry import resolve
 
     with pytest.raises(DataError, match="unsupported model URI scheme 's3'"):
         resolve("s3://bucket/model.pt")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from pseudovad import config as config_mod
-from pseudovad import tracking
+from pseudovad import registry, tracking
 from pseudovad.cli import main as cli_main
 from pseudovad.data.synthetic import render_video, write_video
 from pseudovad.files import sha256_file
-from pseudovad.models.model_file import load_model
+from pseudovad.registry import load_model
 from pseudovad.stages import evaluate, extract, register, synthesize, train
-from pseudovad.stages.register import Entry, beats, decide
+from pseudovad.gate import Entry, beats, decide
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import free_port, mlflow_server  # noqa: F401  (module-scoped fixture)
 
@@ -186,7 +186,7 @@ def test_register_gate_against_a_real_server(world, tmp_path):
     # the champion is what score and warm starts load
     tracking.configure(uri=world["uri"])
     net, meta = load_model(f"models:/{NAME}@champion")
-    assert sha256_file(tracking.fetch_model_file(f"models:/{NAME}@champion")) == sha256_file(best["model"])
+    assert sha256_file(registry.fetch_model_file(f"models:/{NAME}@champion")) == sha256_file(best["model"])
     assert meta["calibration"]["n"] > 0
     # the MLflow flavour (torch.export) serves any batch size with the logged signature
     import mlflow.pytorch

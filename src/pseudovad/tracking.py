@@ -1,4 +1,4 @@
-"""MLflow: run tracking for the stages, the logged detector, and registry access.
+"""MLflow run tracking: a run around each stage, its params, metrics, tags, artifacts and the logged detector.
 
 Stages call a handful of functions and never touch MLflow directly, so tracking can be switched
 off (`tracking.enabled: false`) without an `if` in every stage, and every MLflow failure reaches
@@ -15,14 +15,12 @@ so artifacts stay inside the project. HTTP retries are capped (see `_HTTP_DEFAUL
 unreachable server fails in seconds; set the MLFLOW_HTTP_REQUEST_* variables to override.
 
 Mid-run metric logging (`log_epoch`, `log_metrics`) only warns when the server drops out: a
-long training run is not killed by a tracking hiccup. Starting a run, artifacts, models and
-registry calls raise.
+long training run is not killed by a tracking hiccup. Starting a run, artifacts and models raise.
+The model registry (champion, versions, aliases, MLflow URIs → files) is `pseudovad.registry`.
 """
 from __future__ import annotations
 
 import contextlib
-import getpass
-import hashlib
 import json
 import logging
 import math
@@ -151,8 +149,9 @@ def client():
     return MlflowClient(tracking_uri=tracking_uri())
 
 
-def _error_code(e: BaseException) -> str:
-    return str(getattr(e, "error_code", ""))
+def has_error_code(e: BaseException, code: str) -> bool:
+    """Whether an MLflow exception carries `code` (RESOURCE_DOES_NOT_EXIST, RESOURCE_ALREADY_EXISTS, …)."""
+    return code in str(getattr(e, "error_code", ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def experiment_id(cfg) -> str:
     try:
         return c.create_experiment(name, artifact_location=location, tags={"dataset": cfg.data.name})
     except MlflowException as e:  # created concurrently (e.g. by another Ray trial)
-        if "RESOURCE_ALREADY_EXISTS" not in _error_code(e) and "already exists" not in str(e):
+        if not has_error_code(e, "RESOURCE_ALREADY_EXISTS") and "already exists" not in str(e):
             raise
         return c.get_experiment_by_name(name).experiment_id
 
@@ -389,115 +388,3 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
                             model_path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
                 info = mlflow.pytorch.log_model(net, serialization_format="pickle", **common)
     return {"model_uri": info.model_uri, "model_id": info.model_id, "run_id": active_run_id(), "sha256": sha}
-
-
-def find_logged_model(cfg, sha256: str) -> str | None:
-    """models:/<model_id> of a logged model in the experiment whose model.pt has this sha256."""
-    c = client()
-    exp = experiment_id(cfg)
-    found = c.search_logged_models(experiment_ids=[exp], filter_string=f"tags.model_sha256 = '{sha256}'",
-                                   max_results=1)
-    return f"models:/{found[0].model_id}" if found else None
-
-
-# ----------------------------------------------------------------------------------------------
-# Registry
-
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
-_RUN_URI = re.compile(r"^runs:/(?P<run>[0-9a-zA-Z]+)/(?P<path>.+)$")
-
-
-def bad_uri(uri: str) -> TrackingError:
-    return TrackingError(f"{uri}: not a valid model URI (expected models:/NAME@ALIAS, models:/NAME/VERSION, "
-                         "runs:/RUN_ID/PATH or a model.pt path)")
-
-
-def resolve_version(name: str, alias: str | None = None, version: str | None = None) -> str:
-    """The version number an alias points to (or the given version), with errors naming what is missing."""
-    from mlflow.exceptions import MlflowException
-
-    c = client()
-    uri = tracking_uri()
-    try:
-        rm = c.get_registered_model(name)
-    except MlflowException as e:
-        if "RESOURCE_DOES_NOT_EXIST" in _error_code(e) or "not found" in str(e).lower():
-            raise TrackingError(f"models:/{name}: no registered model {name!r} in {redact(uri)}") from None
-        raise
-    if alias is not None:
-        aliases = dict(rm.aliases or {})
-        if alias not in aliases:
-            known = ", ".join(sorted(aliases)) or "none"
-            raise TrackingError(f"models:/{name}@{alias}: registered model {name!r} has no alias {alias!r} "
-                                f"(aliases: {known})")
-        return str(aliases[alias])
-    try:
-        c.get_model_version(name, str(version))
-    except MlflowException as e:
-        if "RESOURCE_DOES_NOT_EXIST" in _error_code(e) or "not found" in str(e).lower():
-            raise TrackingError(f"models:/{name}/{version}: registered model {name!r} has no version {version}") from None
-        raise
-    return str(version)
-
-
-def _download(artifact_uri: str, key: str) -> Path:
-    """Download one file into a per-model cache folder, replacing any older copy atomically."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    root = Path(os.environ.get("PSEUDOVAD_MODEL_CACHE") or Path(tempfile.gettempdir()) / f"pseudovad-models-{os.getuid()}")
-    dest = root / hashlib.sha256(key.encode()).hexdigest()[:16] / MODEL_FILE
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:
-        try:
-            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp,
-                                                           tracking_uri=tracking_uri()))
-        except MlflowException as e:
-            if "RESOURCE_DOES_NOT_EXIST" not in _error_code(e):
-                raise
-            raise TrackingError(f"{artifact_uri}: no such artifact (not a model logged by pseudovad?)") from None
-        if got.is_dir():
-            raise DataError(f"{artifact_uri}: is a folder, not a model file")
-        os.replace(got, dest)
-    return dest
-
-
-def fetch_model_file(uri: str) -> Path:
-    """A local copy of the pseudovad model.pt behind an MLflow URI.
-
-    models:/NAME@ALIAS and models:/NAME/VERSION (registry), models:/<model_id> (a logged model),
-    runs:/RUN_ID/<logged model name> or runs:/RUN_ID/<path>.pt (an artifact), mlflow-artifacts:/….pt.
-    The tracking URI is MLFLOW_TRACKING_URI, else the one the running stage configured.
-    """
-    uri = str(uri).strip()
-    configure(uri=tracking_uri())
-    where = f"{uri} (tracking {redact(tracking_uri())})"
-    with errors(where):
-        if uri.startswith("models:/"):
-            m = _MODEL_URI.match(uri)
-            if not m:
-                raise bad_uri(uri)
-            name, alias, version = m["name"], m["alias"], m["version"]
-            if alias is None and version is None:
-                if not name.startswith("m-"):
-                    raise bad_uri(uri)
-                location = client().get_logged_model(name).artifact_location
-                return _download(f"{location}/extra_files/{MODEL_FILE}", f"{tracking_uri()}|{uri}")
-            v = resolve_version(name, alias, version)
-            return _download(f"models:/{name}/{v}/extra_files/{MODEL_FILE}", f"{tracking_uri()}|{name}|{v}")
-        if uri.startswith("runs:/"):
-            m = _RUN_URI.match(uri)
-            if not m:
-                raise bad_uri(uri)
-            target = uri if m["path"].endswith(".pt") else f"{uri.rstrip('/')}/extra_files/{MODEL_FILE}"
-            return _download(target, f"{tracking_uri()}|{uri}")
-        if uri.startswith("mlflow-artifacts:/") and uri.endswith(".pt"):
-            return _download(uri, f"{tracking_uri()}|{uri}")
-        raise bad_uri(uri)
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return os.environ.get("USER") or "unknown"

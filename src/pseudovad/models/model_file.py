@@ -2,12 +2,13 @@
 
 Saved as plain tensors and primitives, so `torch.load(path, weights_only=True)` loads it (no
 pickled classes: safe to load a file from a registry). `meta` carries the config the model was
-built with and the pre-processing `score` must repeat (size, channels, clip length, scored
-frame, value range), plus an optional calibration of scores on normal validation footage.
+built with and the pre-processing `score` must repeat (size, channels, the clip geometry —
+`clip_len`, `scored_index`, `frame_step`, read back by `ClipGeometry.from_meta` — and the value
+range), plus an optional calibration of scores on normal validation footage. Only local files:
+an MLflow URI is turned into one by `pseudovad.registry.resolve`.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -57,24 +58,11 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     return blob
 
 
-def resolve(model_ref: str | Path) -> Path:
-    """A local path, or an MLflow `models:/NAME@ALIAS` / `runs:/` URI downloaded to a local file."""
-    ref = str(model_ref)
-    if ref.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
-        from pseudovad import tracking
-
-        return tracking.fetch_model_file(ref)
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/", ref)
-    if scheme and scheme.group(1).lower() != "file":
-        raise DataError(f"{ref}: unsupported model URI scheme {scheme.group(1)!r} "
-                        "(use a local path, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH)")
-    return Path(ref[len("file://"):] if ref.startswith("file://") else ref)
-
-
-def load_model(model_ref: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(the detector in eval mode on `device`, its meta) from a local model.pt."""
     from pseudovad.models import build_model
 
-    path = resolve(model_ref)
+    path = Path(path)
     blob = read_model_file(path)
     meta = blob["meta"]
     try:

@@ -14,10 +14,10 @@ from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError
+from pseudovad import registry, tracking
 from pseudovad.evaluation import protocol
 from pseudovad.evaluation.streaming import Detector
 from pseudovad.files import write_json
-from pseudovad.models.model_file import resolve
 
 
 def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
@@ -30,7 +30,7 @@ def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | 
     fs = store if isinstance(store, FrameStore) else FrameStore(store or cfg.data.store)
     only = list(videos or cfg.evaluate.videos or []) or None
     entries = protocol.select_videos(fs, only)
-    detector = Detector.load(resolve(model_ref), resolve_device(cfg.device), cfg.evaluate.batch_size)
+    detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.evaluate.batch_size)
     result = protocol.evaluate(detector, fs, entries, out, dataset=cfg.data.name, model_ref=model_ref,
                                fingerprint=fs.fingerprint("testing", only), top_k=cfg.evaluate.top_k,
                                progress=progress)
@@ -46,10 +46,6 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
     Inside an MLflow run: params, the AUCs / EER, the evaluation-set fingerprint and the model
     reference as tags, metrics.json, roc.csv and plots/ as artifacts.
     """
-    from pseudovad import tracking
-
-    if str(model or "").startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
-        tracking.configure(cfg)  # resolve the model on the configured server even with tracking off
     with tracking.run(cfg, "evaluate", tags={"model": model}):
         result = _evaluate(cfg, model, store, out, videos, progress)
         tracking.set_tags({"data.fingerprint": result["fingerprint"], "model": result["model"],

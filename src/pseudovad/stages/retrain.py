@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pseudovad import config as config_mod
-from pseudovad import tracking
+from pseudovad import registry, tracking
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
 from pseudovad.errors import ConfigError, DataError, StorageError
@@ -37,28 +37,6 @@ def _lock(out: Path):
     return exclusive_lock(out / ".lock", "retrain")
 
 
-def champion(cfg: Config) -> Optional[dict[str, str]]:
-    """The registered champion (version, train_fingerprint), or None when there is none yet."""
-    from mlflow.exceptions import MlflowException
-
-    name = cfg.registered_model_name
-    uri = tracking.configure(cfg)
-    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
-        c = tracking.client()
-        try:
-            rm = c.get_registered_model(name)
-        except MlflowException as e:
-            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(e, "error_code", "")):
-                return None
-            raise
-        version = (rm.aliases or {}).get(register.CHAMPION)
-        if version is None:
-            return None
-        mv = c.get_model_version(name, str(version))
-        return {"version": str(version), "train_fingerprint": mv.tags.get("train_fingerprint", ""),
-                "uri": f"models:/{name}/{version}"}
-
-
 def nothing_to_learn(cfg: Config, fingerprint: str, round_dir: str | Path | None = None) -> tuple[bool, str]:
     """(True, why) when a model was already trained on exactly the training split `fingerprint`.
 
@@ -70,11 +48,8 @@ def nothing_to_learn(cfg: Config, fingerprint: str, round_dir: str | Path | None
     if round_dir is not None and (Path(round_dir) / SUMMARY).is_file():
         return True, f"round {Path(round_dir).name} already done"
     name = cfg.registered_model_name
-    uri = tracking.configure(cfg)
-    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
-        done = tracking.client().search_model_versions(f"name = '{name}' and tags.train_fingerprint = '{fingerprint}'")
-    if done:
-        version = max(int(v.version) for v in done)
+    version = registry.trained_on(cfg, fingerprint)
+    if version is not None:
         return True, f"{name} v{version} was trained on exactly this training split"
     return False, f"no version of {name} was trained on this training split"
 
@@ -108,8 +83,8 @@ def init_weights(cfg: Config, init: str = "", warm_start: bool = False) -> Optio
     if init:
         return init
     if warm_start:
-        champ = champion(cfg)
-        return champ["uri"] if champ else None
+        champ = registry.champion(cfg)
+        return champ.uri if champ else None
     return cfg.train.init
 
 
@@ -136,15 +111,15 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
                                    "ingested": [v["video"] for v in got["ingested"]],
                                    "quarantined": len(got["quarantined"]), "failed": got["failed"],
                                    "source": got["source"], "status": None}
-        champ = champion(cfg)
-        summary["champion_before"] = champ["version"] if champ else None
+        champ = registry.champion(cfg)
+        summary["champion_before"] = champ.version if champ else None
         skip, reason = nothing_to_learn(cfg, fingerprint, rdir)
         if skip:
             summary.update(status="nothing-new", reason=reason)
             write_json(out / "last.json", summary)
             return summary
 
-        init = champ["uri"] if (champ and cfg.ingest.warm_start) else cfg.train.init   # default null: scratch
+        init = champ.uri if (champ and cfg.ingest.warm_start) else cfg.train.init   # default null: scratch
         rcfg = round_config(cfg, rdir, init)
         summary["warm_start"] = init
         with tracking.run(rcfg, "retrain", fingerprint=fingerprint,

@@ -14,14 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pseudovad import registry
 from pseudovad.config import Config
 from pseudovad.device import resolve_device
 from pseudovad.errors import ConfigError
 from pseudovad.evaluation.footage import open_input, score_footage
 from pseudovad.evaluation.streaming import Detector
-from pseudovad.models.model_file import resolve
-
-MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
 def _safe(name: str) -> str:
@@ -32,20 +30,14 @@ def run(cfg: Config, input: str | Path, model: str | Path | None = None, out: st
         threshold: float | None = None, video: str | Path | None = None, fps: float | None = None,
         progress: bool | None = None) -> dict[str, Any]:
     """Score one video / frame folder; write scores.csv, timeline.png, summary.json (+ video)."""
-    model_ref = str(model) if model else f"models:/{cfg.registered_model_name}@champion"
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", model_ref):
-        from pseudovad import tracking
-
-        if not model_ref.startswith(MLFLOW_SCHEMES):
-            raise tracking.bad_uri(model_ref)
-        tracking.configure(cfg)
+    model_ref = str(model) if model else registry.champion_uri(cfg)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: must be in [0, 1] (scores are), got {threshold}")
     if fps is not None and not fps > 0:
         raise ConfigError(f"--fps: must be > 0, got {fps}")
     progress = (not os.environ.get("PSEUDOVAD_NO_PROGRESS")) if progress is None else progress
     src, container_fps, total = open_input(input)
-    detector = Detector.load(resolve(model_ref), resolve_device(cfg.device), cfg.score.batch_size)
+    detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.score.batch_size)
     out_dir = Path(out) if out else Path("runs/score") / _safe(src.video_id)
     return score_footage(detector, src, out_dir, cfg.score, threshold=threshold, fps=fps or container_fps,
                          total=total, video=video, model_ref=model_ref, progress=progress)

@@ -90,9 +90,12 @@ def resuming(out: Path) -> bool:
     return (out / "checkpoints" / "last.pt").exists()
 
 
-def warm_start(method: Method, init: str, device: torch.device) -> None:
-    """F's weights from `init`, a model.pt or an MLflow URI."""
-    model, meta = load_model(init, device)
+def warm_start(method: Method, init: str, device: torch.device, cfg: Config | None = None) -> None:
+    """The detector's weights from `init`, a model.pt or an MLflow URI (fetched by the registry
+    from the tracking server `cfg` names)."""
+    from pseudovad import registry
+
+    model, meta = load_model(registry.resolve(init, cfg), device)
     try:
         method.predictor().load_state_dict(model.state_dict())
     except RuntimeError as e:
@@ -117,7 +120,7 @@ def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path |
     torch.manual_seed(cfg.seed)
     method = build_method(cfg, device)
     if cfg.train.init and not resuming(out):
-        warm_start(method, cfg.train.init, device)
+        warm_start(method, cfg.train.init, device, cfg)
 
     best: dict[str, Any] = {}
     cbs = list(callbacks or [])
