@@ -76,7 +76,7 @@ class VideoEntry:
 
 
 class FrameStore:
-    """Read side of the store (write side: `pseudovad.stages.extract`)."""
+    """Read side of the store (write side: `pseudovad.data.extraction`)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -25,7 +25,8 @@ from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
 from pseudovad.errors import ConfigError, DataError, StorageError
 from pseudovad.files import exclusive_lock, write_json
-from pseudovad.stages import evaluate, ingest, register, train
+from pseudovad.data import ingest
+from pseudovad.stages import evaluate, register, train
 
 log = logging.getLogger(__name__)
 DEFAULT_OUT = "runs/retrain"
@@ -64,7 +65,7 @@ def ingest_step(cfg: Config, source: Optional[str] = None, store: str | Path | N
     training split's fingerprint, `learn` and the reason.
     """
     store = Path(store or cfg.data.store)
-    got = ingest.run(cfg, source=source, store=store, progress=progress)
+    got = ingest.ingest_footage(cfg, source=source, store=store, progress=progress)
     lines = ingest.describe(got)
     if got["failed"]:
         raise StorageError(f"{len(got['failed'])} file(s) under {got['source']} could not be downloaded")
@@ -104,7 +105,7 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
         fs = FrameStore(store)              # fails early, naming the store, if it was never pulled/extracted
         if not fs.videos("testing"):
             raise DataError(f"{store}: no labelled test videos to evaluate on (run `dvc pull` or `pseudovad extract`)")
-        got = ingest.run(cfg, source=source, progress=progress)
+        got = ingest.ingest_footage(cfg, source=source, progress=progress)
         fingerprint = FrameStore(store).fingerprint("training")
         rdir = out / fingerprint[:12]
         summary: dict[str, Any] = {"round": rdir.name, "train_fingerprint": fingerprint,
