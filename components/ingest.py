@@ -1,4 +1,5 @@
-"""KFP component: `ingest` — new normal footage (S3 prefix or folder) → the persistent frame store."""
+"""KFP component: `ingest` — new normal footage (S3 prefix or folder) → the persistent frame store,
+and the retraining round's plan (whether to train)."""
 from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
@@ -16,25 +17,30 @@ def ingest(
     quarantine_dir: str = "",
     mlflow_uri: str = "",
     model_name: str = "",
+    warm_start: bool = True,
 ) -> bool:
-    """Add new footage under `source` to the training split of the store at `store_dir` (a
-    volume that outlives the run: the store grows run after run). S3 credentials come from the
-    environment (the pipeline's S3 secret), never from parameters.
+    """Plan the retraining round (`pseudovad.retraining.plan_round`, what `pseudovad retrain` does
+    too): add new footage under `source` to the training split of the store at `store_dir` (a
+    volume that outlives the run: the store grows run after run), and decide whether there is
+    anything to learn. S3 credentials come from the environment (the pipeline's S3 secret), never
+    from parameters. Downloads that still fail after retries are listed in the report and its
+    metadata (`failed`) and counted; the round goes on with what arrived. A store without a
+    labelled test split fails the step.
 
-    Returns whether there is anything to learn (`pseudovad.stages.retrain.nothing_to_learn`, the
-    rule `pseudovad retrain` applies too); failed downloads fail the step, so it retries.
-    (One unnamed output: kfp.local evaluates dsl.If only on outputs named Output.)
+    Returns whether to train. (One unnamed output: kfp.local evaluates dsl.If only on outputs
+    named Output.)
     """
     from pathlib import Path
 
-    from pseudovad import kubeflow
-    from pseudovad.stages import retrain
+    from pseudovad import kubeflow, retraining
 
-    cfg = kubeflow.from_layers(params, {"ingest.quarantine": quarantine_dir, "registry.model_name": model_name},
-                                  overrides, mlflow_uri=mlflow_uri)
-    step = retrain.ingest_step(cfg, source=source, store=store_dir)
-    Path(report.path).write_text(kubeflow.markdown("ingest", log=step["lines"]))
-    print("\n".join(step["lines"]))
-    for key, value in step["counts"].items():
+    cfg = kubeflow.from_layers(params, {"ingest.quarantine": quarantine_dir, "registry.model_name": model_name,
+                                        "ingest.warm_start": warm_start}, overrides, mlflow_uri=mlflow_uri)
+    plan = retraining.plan_round(cfg, store=store_dir, source=source)
+    lines = plan.report()
+    Path(report.path).write_text(kubeflow.markdown("ingest", log=lines, data=plan.metadata()))
+    report.metadata.update(plan.metadata())
+    print("\n".join(lines))
+    for key, value in plan.counts().items():
         counts.log_metric(key, value)
-    return step["learn"]
+    return plan.learn

@@ -38,18 +38,16 @@ def train(
     while there is no champion yet).
     Settings: `pseudovad.kubeflow.from_layers` (params < typed parameters < tuned < overrides).
     """
-    from pseudovad import kubeflow
-    from pseudovad.stages import retrain
+    from pseudovad import config as config_mod
+    from pseudovad import kubeflow, retraining
     from pseudovad.stages import train as stage
 
     cfg = kubeflow.from_layers(
         params, {"model.method": method, "pseudo.kind": pseudo_kind, "pseudo.lam": lam, "pseudo.p": p,
                  "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "train.epochs": epochs,
-                 "registry.model_name": model_name},
+                 "registry.model_name": model_name, "train.init": init, "ingest.warm_start": warm_start},
         overrides, tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None, mlflow_uri=mlflow_uri)
-    from pseudovad import config as config_mod
-
-    cfg = config_mod.with_values(cfg, {"train.init": retrain.init_weights(cfg, init, warm_start)})
+    cfg = config_mod.with_values(cfg, {"train.init": retraining.warm_start_weights(cfg)})
     work = kubeflow.work_dir(checkpoint_dir, run_id, "train", model.path)
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)
 
