@@ -32,7 +32,7 @@ def evaluate(
     from pseudovad.evaluation import report as report_mod
     from pseudovad.stages import evaluate as stage
 
-    cfg = kubeflow.from_layers(params, {}, overrides, mlflow_uri=mlflow_uri)
+    cfg = kubeflow.step_config(locals())
     result = stage.run(cfg, model=model.path, store=store_dir or store.path, out=evaluation.path,
                        videos=[str(v) for v in videos] or None)
 

@@ -19,7 +19,7 @@ def extract(
     from pseudovad import kubeflow
     from pseudovad.stages import extract as stage
 
-    cfg = kubeflow.from_layers(params, {}, overrides)
+    cfg = kubeflow.step_config(locals())
     summary = stage.run(cfg, root=footage.path, store=store.path, progress=False)
     store.metadata.update({"videos": summary["videos"], "frames": summary["frames"],
                            "size": list(cfg.data.size), "channels": cfg.data.channels})

@@ -34,8 +34,7 @@ def ingest(
 
     from pseudovad import kubeflow, retraining
 
-    cfg = kubeflow.from_layers(params, {"ingest.quarantine": quarantine_dir, "registry.model_name": model_name,
-                                        "ingest.warm_start": warm_start}, overrides, mlflow_uri=mlflow_uri)
+    cfg = kubeflow.step_config(locals())
     plan = retraining.plan_round(cfg, store=store_dir, source=source)
     lines = plan.report()
     Path(report.path).write_text(kubeflow.markdown("ingest", log=lines, data=plan.metadata()))

@@ -27,8 +27,7 @@ def register(
     from pseudovad import kubeflow
     from pseudovad.stages import register as stage
 
-    cfg = kubeflow.from_layers(params, {"registry.min_delta": min_delta, "registry.model_name": model_name},
-                                  overrides, mlflow_uri=mlflow_uri)
+    cfg = kubeflow.step_config(locals())
     result = stage.run(cfg, model=model.path, metrics=str(Path(evaluation.path, "metrics.json")),
                        out=decision.path)
     decision.metadata.update({k: result[k] for k in ("model_name", "version", "model_uri", "promoted",

@@ -33,20 +33,16 @@ def train(
 
     Checkpoints go to `checkpoint_dir/<run_id>/train`, on a volume, so a retried pod resumes.
 
-    `init` warm-starts from a model.pt or MLflow URI; `warm_start` from the registry's current
-    champion of `model_name` (default pseudovad-<method>) when `init` is empty (from scratch
-    while there is no champion yet).
-    Settings: `pseudovad.kubeflow.from_layers` (params < typed parameters < tuned < overrides).
+    Starts from what a retraining round starts from (`pseudovad.retraining.warm_start_weights`):
+    with `warm_start` the registry's champion of `model_name` (default pseudovad-<method>), pinned
+    by version, else `init` (a model.pt or MLflow URI; empty: params' train.init, or scratch).
+    Settings: `pseudovad.kubeflow.step_config` (params < typed parameters < tuned < overrides).
     """
     from pseudovad import config as config_mod
     from pseudovad import kubeflow, retraining
     from pseudovad.stages import train as stage
 
-    cfg = kubeflow.from_layers(
-        params, {"model.method": method, "pseudo.kind": pseudo_kind, "pseudo.lam": lam, "pseudo.p": p,
-                 "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "train.epochs": epochs,
-                 "registry.model_name": model_name, "train.init": init, "ingest.warm_start": warm_start},
-        overrides, tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None, mlflow_uri=mlflow_uri)
+    cfg = kubeflow.step_config(locals(), tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None)
     cfg = config_mod.with_values(cfg, {"train.init": retraining.warm_start_weights(cfg)})
     work = kubeflow.work_dir(checkpoint_dir, run_id, "train", model.path)
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)

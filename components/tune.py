@@ -19,25 +19,21 @@ def tune(
     p: float = 0.5,
     sigma: float = 0.1,
     mask_ratio: float = 0.75,
-    num_samples: int = 8,
-    gpus_per_trial: float = 1.0,
+    tune_samples: int = 8,
+    tune_gpus_per_trial: float = 1.0,
     mlflow_uri: str = "",
     checkpoint_dir: str = "",
     run_id: str = "",
 ):
     """Ray Tune search around the same base settings train gets (the searched keys vary).
 
-    `gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
+    `tune_gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
     Its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a retried pod restores
     the search instead of starting over."""
     from pseudovad import kubeflow
     from pseudovad.stages import tune as stage
 
-    cfg = kubeflow.from_layers(
-        params, {"model.method": method, "pseudo.kind": pseudo_kind, "pseudo.lam": lam, "pseudo.p": p,
-                 "pseudo.sigma": sigma, "pseudo.mask_ratio": mask_ratio, "tune.num_samples": num_samples,
-                 "tune.gpus_per_trial": gpus_per_trial},
-        overrides, mlflow_uri=mlflow_uri)
+    cfg = kubeflow.step_config(locals())
     work = kubeflow.work_dir(checkpoint_dir, run_id, "tune", best.path)
     summary = stage.run(cfg, store=store.path, out=work)
 

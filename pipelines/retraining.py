@@ -3,10 +3,12 @@
 Operators drop new normal footage under an S3 prefix; each run ingests what is new into a frame
 store kept on a volume (it grows run after run, and its labelled test split — the fixed
 evaluation set — stays put), fine-tunes from the registry's champion, evaluates on that same
-test split and lets the promotion gate decide. When a registered version was already trained on
-exactly the training split now on the volume, there is nothing to learn and the run stops after
-ingest (its report says so); a run after a failed one still trains. Nothing is cached: the
-bucket and the champion change between runs while the parameters do not.
+test split and lets the promotion gate decide. The ingest step plans the round exactly as
+`pseudovad retrain` does (`pseudovad.retraining.plan_round`): when a registered version was
+already trained on exactly the training split now on the volume, there is nothing to learn and
+the run stops after ingest (its report says so); a run after a failed one still trains; files
+whose download still fails are reported and the round trains on what arrived. Nothing is cached:
+the bucket and the champion change between runs while the parameters do not.
 """
 from kfp import dsl
 
@@ -14,6 +16,7 @@ from components import ingest
 from pipelines import tasks
 from pipelines.tasks import DATA_MOUNT, DEFAULT_GPU_TOLERATIONS
 from pipelines.training import train_evaluate_register
+from pseudovad.kubeflow import step_arguments
 
 NAME = "pseudovad-retraining"
 
@@ -46,9 +49,8 @@ def retraining_pipeline(
     checkpoint_dir: str = f"{DATA_MOUNT}/checkpoints",
     mlflow_secret: str = "pseudovad-mlflow",
 ):
-    pp = dict(locals())
-    ing = ingest(source=source, store_dir=store_dir, quarantine_dir=quarantine_dir, params=params,
-                 overrides=overrides, mlflow_uri=mlflow_uri, model_name=model_name)
+    args = dict(locals())
+    ing = ingest(source=source, store_dir=store_dir, **step_arguments(args, ingest))
     tasks.step(ing, "ingest", cache=False)
     tasks.preemptible(ing)      # downloads resume; what was committed is not fetched again
     tasks.volume(ing, data_pvc, DATA_MOUNT)
@@ -56,5 +58,4 @@ def retraining_pipeline(
     tasks.mlflow_secret(ing, mlflow_secret)
 
     with dsl.If(ing.outputs["Output"] == True, name="new-data"):  # noqa: E712 (a pipeline condition)
-        train_evaluate_register(pp, store_dir=store_dir, warm_start=warm_start, volume=(data_pvc, DATA_MOUNT),
-                                cache=False)
+        train_evaluate_register(args, store_dir=store_dir, volume=(data_pvc, DATA_MOUNT), cache=False)

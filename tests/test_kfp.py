@@ -636,3 +636,22 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
     assert "ingest: nothing new" in report and "nothing to learn: pseudovad-ltgpa v2" in report
     assert len(c.search_model_versions("name = 'pseudovad-ltgpa'")) == 2
     assert SECRET_KEY not in capfd.readouterr().out
+
+
+def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
+    """PIPELINE_PARAMS is the only map from Kubeflow parameters to params keys: each of its keys is
+    a params key, and every parameter that is not infrastructure (volumes, secrets, GPUs, paths,
+    artifacts) is in it, so no component maps a setting of its own."""
+    from components import evaluate, extract, ingest, register, train, tune
+    from pseudovad.kubeflow import PIPELINE_PARAMS, SETTINGS
+    from pseudovad.training.search_space import field_type
+
+    for key in PIPELINE_PARAMS.values():
+        field_type(key)                                # raises for anything but a params leaf key
+    infrastructure = {"dataset_uri", "source", "store_dir", "run_tune", "accelerator_type", "gpu_limit",
+                      "gpu_node_selector", "gpu_tolerations", "checkpoint_pvc", "checkpoint_dir", "run_id",
+                      "mlflow_secret", "data_pvc", "s3_secret", "videos", "roc_points"}
+    for p in (training_pipeline, retraining_pipeline, evaluate, extract, ingest, register, train, tune):
+        for name, spec in (p.component_spec.inputs or {}).items():
+            if spec.type in ("String", "Integer", "Float", "Boolean", "List", "Dict"):
+                assert name in PIPELINE_PARAMS or name in SETTINGS or name in infrastructure, (p.name, name)

@@ -1,11 +1,17 @@
-"""What a pipeline step (a Kubeflow component in `components/`) hands a stage and takes back.
+"""What a Kubeflow pipeline step (a component in `components/`) hands a stage and takes back.
 
 The components only map KFP inputs and outputs to stage functions; the rules behind that mapping
 live here, in the package the image installs, so the KFP steps and the tests run the same code:
+the one table of pipeline parameters ↔ params keys (`PIPELINE_PARAMS`: `step_config` reads a
+step's settings through it, `step_arguments` passes a pipeline's parameters on through it),
 settings in layers (`from_layers`), checkpoints on a volume so a retried pod resumes
 (`work_dir`), a finished stage's files copied into the step's output artifacts and its
 checkpoints removed (`publish_training`, `publish_tuning`), and what the KFP UI shows (`numbers`,
 `markdown`). Nothing here imports kfp: functions take and return paths and plain values.
+
+KFP derives a component's interface from its function's literal signature (`inspect.signature`)
+and ships the function's source into the pod (`inspect.getsource`), so signatures stay written
+out; what each parameter *means* is said once, here.
 """
 from __future__ import annotations
 
@@ -20,6 +26,19 @@ import yaml
 from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
+
+# The Kubeflow parameter ↔ params key map, used by every component and pipeline: a pipeline
+# parameter or component input of one of these names sets that params key (README: Pipeline
+# parameters). "" keeps the params' value; `mlflow_uri` is also exported (see from_layers).
+PIPELINE_PARAMS = {
+    "method": "model.method", "pseudo_kind": "pseudo.kind", "lam": "pseudo.lam", "p": "pseudo.p",
+    "sigma": "pseudo.sigma", "mask_ratio": "pseudo.mask_ratio", "epochs": "train.epochs", "init": "train.init",
+    "tune_samples": "tune.num_samples", "tune_gpus_per_trial": "tune.gpus_per_trial",
+    "min_delta": "registry.min_delta", "model_name": "registry.model_name",
+    "warm_start": "ingest.warm_start", "quarantine_dir": "ingest.quarantine", "mlflow_uri": "tracking.uri",
+}
+# The other inputs every step's settings come from: a params.yaml's text and `key=value` overrides.
+SETTINGS = ("params", "overrides")
 
 MODEL_METADATA = ("method", "size", "channels", "clip_len", "scored_index", "frame_step", "value_range",
                   "train_fingerprint")
@@ -57,6 +76,20 @@ def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, ove
     if tuned:
         tree = config_mod.set_keys(tree, tuned)
     return config_mod.load(None, [str(o) for o in overrides], extra=tree)
+
+
+def step_config(args: Mapping[str, Any], tuned: Optional[Mapping[str, Any]] = None) -> Config:
+    """The Config of one step from its arguments (a component's `locals()`): `params`, then every
+    argument named in `PIPELINE_PARAMS`, then `tuned`, then `overrides` (`from_layers`)."""
+    typed = {PIPELINE_PARAMS[k]: v for k, v in args.items() if k in PIPELINE_PARAMS and k != "mlflow_uri"}
+    return from_layers(args.get("params", ""), typed, args.get("overrides", ()), tuned, args.get("mlflow_uri", ""))
+
+
+def step_arguments(pipeline_args: Mapping[str, Any], component: Any) -> dict[str, Any]:
+    """The settings a pipeline passes to one of its steps: each of its parameters named in
+    `PIPELINE_PARAMS` or `SETTINGS` that `component` takes (by its KFP interface)."""
+    inputs = component.component_spec.inputs or {}
+    return {k: v for k, v in pipeline_args.items() if k in inputs and (k in PIPELINE_PARAMS or k in SETTINGS)}
 
 
 def tuned_values(folder: str | Path) -> dict[str, Any]:
