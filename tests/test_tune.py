@@ -103,7 +103,7 @@ def test_space_translates_to_ray_samplers():
 
 
 def test_missing_search_library_is_a_config_error():
-    from pseudovad.stages import tune as stage
+    from pseudovad.training import search
 
     for name in ("optuna", "hyperopt"):
         try:
@@ -112,14 +112,14 @@ def test_missing_search_library_is_a_config_error():
         except ImportError:
             pass
         with pytest.raises(ConfigError, match=f"tune.search: {name} needs the {name} package"):
-            stage._searcher(config_mod.from_dict({"tune": {"search": name}}))
+            search._searcher(config_mod.from_dict({"tune": {"search": name}}))
 
 
 def test_trial_outcomes_from_tune_statuses_and_best_json(tmp_path):
     """completed / stopped_early / error / unfinished (an interrupted search), best epoch from best.json."""
     from types import SimpleNamespace
 
-    from pseudovad.stages.tune import trial_rows
+    from pseudovad.training.search import trial_rows
 
     dims = search_space.parse_space(config_mod.from_dict({"tune": {"space": {"train.lr": {"type": "grid", "values": [1]}}}}))
     (tmp_path / "a_1").mkdir()
@@ -152,7 +152,7 @@ def data(tmp_path_factory):
 
 def test_validation_split_is_checked(data):
     from pseudovad.data.store import FrameStore
-    from pseudovad.stages.tune import split_videos
+    from pseudovad.training.search import split_videos
 
     fs = FrameStore(data / "store")
     for val, msg in (([], "tune.val_videos: empty"), (["09"], "no test video.s. 09"),

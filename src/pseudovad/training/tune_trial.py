@@ -1,7 +1,7 @@
 """One Ray Tune trial: train a point of the search space, report validation AUC every epoch.
 
 Runs in a Ray worker process, so everything it needs arrives explicitly in `setup` (built by
-`pseudovad.stages.tune`): the base params tree with absolute paths (Ray moves the worker into its
+`pseudovad.training.search`): the base params tree with absolute paths (Ray moves the worker into its
 own working folder), the trial output root, the validation video ids, and the MLflow tracking URI,
 experiment and parent run id. Nothing here reads the driver's environment or working folder.
 
