@@ -7,6 +7,7 @@ variant, one column per dataset, frame-level micro AUC in percent.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -65,6 +66,29 @@ def read_roc(path: str | Path) -> tuple[list[float], list[float], list[float]]:
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{path}: not an evaluate roc.csv (columns fpr,tpr,threshold)") from None
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def collect(patterns: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, metrics) of every evaluate metrics file the paths or globs name; glob matches that are
+    not evaluate metrics are skipped, a file named explicitly must be one."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for pat in patterns:
+        if glob.has_magic(pat):
+            for path in sorted(glob.glob(pat, recursive=True)):
+                if path in seen:
+                    continue
+                try:
+                    found.append((path, read_metrics(path)))
+                    seen.add(path)
+                except DataError:
+                    continue
+        elif pat not in seen:
+            found.append((pat, read_metrics(pat)))
+            seen.add(pat)
+    if not found:
+        raise DataError(f"{' '.join(patterns)}: no evaluate metrics files found")
+    return found
 
 
 SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "anomalous_frames", "videos")

@@ -7,37 +7,13 @@ summary) are skipped, a file named explicitly must be one.
 """
 from __future__ import annotations
 
-import glob
 from pathlib import Path
-from typing import Any
 
 from pseudovad.config import Config
-from pseudovad.errors import DataError
-from pseudovad.evaluation.report import format_table, read_metrics, table
+from pseudovad.evaluation.report import collect, format_table, table
 from pseudovad.files import write_text
 
 METRICS = ("auc_micro", "auc_macro", "auc_raw", "eer")
-
-
-def collect(patterns: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    found: list[tuple[str, dict[str, Any]]] = []
-    seen: set[str] = set()
-    for pat in patterns:
-        if glob.has_magic(pat):
-            for path in sorted(glob.glob(pat, recursive=True)):
-                if path in seen:
-                    continue
-                try:
-                    found.append((path, read_metrics(path)))
-                    seen.add(path)
-                except DataError:
-                    continue
-        elif pat not in seen:
-            found.append((pat, read_metrics(pat)))
-            seen.add(pat)
-    if not found:
-        raise DataError(f"{' '.join(patterns)}: no evaluate metrics files found")
-    return found
 
 
 def run(cfg: Config | None, paths: list[str], markdown: str | Path | None = None, metric: str = "auc_micro") -> dict:
