@@ -1,4 +1,4 @@
-"""Model registry: build F (and G) from a Config, and the scored prediction of each method.
+"""Model builders: F (and G) from a Config, and the scored prediction of each method.
 
 Like timm, one model family per file and a small registry here; stages never import a model
 class directly, so adding a method means one new file and one entry below.
