@@ -84,3 +84,16 @@ def test_with_values_returns_a_new_validated_config_and_leaves_the_old_one():
         config_mod.with_values(cfg, {"pseudo.lamda": 0.3})
     with pytest.raises(ConfigError, match="seed.x: seed is not a section"):
         config_mod.set_keys(cfg.to_dict(), {"seed.x": 1})
+
+
+def test_clip_geometry_round_trips_through_the_model_meta_and_old_files_still_read():
+    from pseudovad.models.model_file import model_meta
+
+    cfg = config_mod.from_dict({"data": {"clip_len": 8, "scored_index": 4, "frame_step": 2, "size": [32, 32]},
+                                "model": {"ltgpa": {"width": [4, 4, 4, 4], "g_width": [4, 4, 4]}}})
+    g = ClipGeometry.from_config(cfg)
+    assert (g.span, g.first_scored, list(g.starts(20, stride=3))) == (15, 8, [0, 3])
+    assert list(range(20))[g.window(3)] == [3, 5, 7, 9, 11, 13, 15, 17]
+    assert ClipGeometry.from_meta(model_meta(cfg)) == g
+    # model.pt files from before frame_step was recorded were trained with step 1
+    assert ClipGeometry.from_meta({"clip_len": 16, "scored_index": 8}) == ClipGeometry(16, 8, 1)
