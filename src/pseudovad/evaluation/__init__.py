@@ -1,8 +1,9 @@
-"""Evaluation: PSNR scores, per-video normalisation, frame-level AUC / EER, figures.
+"""Evaluation: the scoring engine (`Detector`), per-video normalisation, frame-level AUC / EER,
+the protocol's files, scoring new footage, figures.
 
-`score_videos` (per-video PSNR, streaming) and `metrics.summarize` / `metrics.frame_auc` are
-usable in-process, e.g. by Ray Tune trials scoring validation videos with the live model; the
-`evaluate` stage wires them to files.
+`Detector` / `score_videos` (per-video PSNR, streaming) and `metrics.summarize` /
+`metrics.frame_auc` are usable in-process, e.g. by Ray Tune trials scoring validation videos with
+the live model; the `evaluate` and `score` stages wire them to files.
 """
 from pseudovad.evaluation.metrics import frame_auc, summarize
 from pseudovad.evaluation.normalize import anomaly_scores, normalized_psnr

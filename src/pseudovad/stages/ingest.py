@@ -8,6 +8,7 @@ fail after retries are listed and the command exits 1 (the rest is ingested).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 from pseudovad.config import Config
@@ -15,8 +16,8 @@ from pseudovad.data.ingest import describe, ingest_footage
 from pseudovad.storage import configure_dvc_remote
 
 
-def run(cfg: Config, source: Optional[str] = None, store=None, root=None, extract_frames: bool = True,
-        progress: bool = True) -> dict:
+def run(cfg: Config, source: Optional[str] = None, store: str | Path | None = None, root: str | Path | None = None,
+        extract_frames: bool = True, progress: bool = True) -> dict:
     return ingest_footage(cfg, source, store, root, extract_frames, progress)
 
 
