@@ -67,16 +67,21 @@ class Detector:
         return cls(model, meta, device, batch_size)
 
     @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """Eval mode and no autograd inside; the model's previous mode afterwards (a live model in
-        training, e.g. a tune trial's, goes on training)."""
+    def eval_mode(self) -> Iterator[None]:
+        """Eval mode inside; the model's previous mode afterwards (a live model in training, e.g. a
+        tune trial's, goes on training)."""
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
-                yield
+            yield
         finally:
             self.model.train(was_training)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode and no autograd inside (for a block; `stream` does the same per frame)."""
+        with self.eval_mode(), torch.no_grad():
+            yield
 
     # one batch --------------------------------------------------------------------------------
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +107,7 @@ class Detector:
         return (batch, c, g.clip_len if self.method == "ltgpa" else g.scored_index, h, w)
 
     # frames -----------------------------------------------------------------------------------
+    @torch.no_grad()      # as a decorator: autograd is off inside the generator only, not between yields
     def stream(self, frames: Iterable[np.ndarray], errors: bool = False, name: str = "footage") -> Iterator[Scored]:
         """Every frame in order with its PSNR; memory: (clip span + batch − 1) frames.
 
@@ -138,7 +144,7 @@ class Detector:
                 last_psnr = float(psnr[k])
             pending.clear()
 
-        with self.evaluating():
+        with self.eval_mode():
             for frame in frames:
                 buf.append(frame)
                 seen += 1
