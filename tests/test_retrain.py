@@ -116,7 +116,8 @@ def test_failed_downloads_train_on_what_arrived_on_both_paths(tmp_path, s3_endpo
     from pseudovad.storage import S3
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # the Kubeflow step exports its mlflow_uri (kubeflow.from_layers); set here, it is undone afterwards
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("PSEUDOVAD_MODEL_CACHE", str(tmp_path / "model-cache"))
     client = make_bucket(s3_endpoint, "cams")
     name = "pv-retrain-partial"
