@@ -41,6 +41,9 @@ def start(root: Path) -> tuple[subprocess.Popen, str, Path]:
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     logf = root / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # mlflow 3.x starts a job runner (huey consumers, ~7 processes) for GenAI jobs by default;
+    # pseudovad uses none of them, and on a 2-core CI machine they slow every test module.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     cmd = [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
