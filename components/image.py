@@ -1,9 +1,9 @@
 """The container images every component runs in: named in this one place.
 
-The tag is the package version, so an image built from this checkout (`docker/`, see README)
-and a pipeline compiled from it agree. `PSEUDOVAD_IMAGE` / `PSEUDOVAD_CUDA_IMAGE` override the
-names at compile time (a private registry, a CI build tag); components read them when imported,
-so set them before importing `components` (the `pseudovad-kfp --image` flags do).
+Both flavours come from one docker/Dockerfile (`FLAVOUR=cpu|cuda`); `docker/build.sh` builds
+them as `<registry>/pseudovad:<git-sha>[-cuda]`. `PSEUDOVAD_IMAGE` / `PSEUDOVAD_CUDA_IMAGE`
+override the names at compile time (the image build.sh printed); components read them when
+imported, so set them before importing `components` (the `pseudovad-kfp --image` flags do).
 """
 from __future__ import annotations
 

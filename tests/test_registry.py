@@ -271,3 +271,20 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(world, tmp_path, c
     code = cli_main(["score", "-P", str(params), str(tmp_path / "v.avi"), "--model", f"models:/{NAME}@champion"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"tracking server {dead} is unreachable" in err, err
+
+
+def test_runs_outside_a_checkout_carry_the_commit_baked_into_the_image(tmp_path, monkeypatch):
+    """An image has no .git: its build's PSEUDOVAD_GIT_COMMIT (docker/Dockerfile) tags the runs."""
+    from pseudovad import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))   # no repository above either
+    cfg = config_mod.from_dict({})
+    monkeypatch.delenv("PSEUDOVAD_GIT_COMMIT", raising=False)
+    assert "git.commit" not in tracking.run_tags(cfg, "train")
+    monkeypatch.setenv("PSEUDOVAD_GIT_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("PSEUDOVAD_GIT_DIRTY", "false")
+    tags = tracking.run_tags(cfg, "train")
+    assert tags["git.commit"] == "0123456789abcdef0123456789abcdef01234567" and tags["git.dirty"] == "false"
+    monkeypatch.setenv("PSEUDOVAD_GIT_COMMIT", "unknown")                  # a build without GIT_COMMIT
+    assert "git.commit" not in tracking.run_tags(cfg, "train")

@@ -171,7 +171,7 @@ class TuneConfig:
     gpus_per_trial: float = 0.0             # a fraction shares a GPU between trials
     max_concurrent: int = 0                 # trials at once; 0 = as many as the resources allow
     max_failures: int = 1                   # retries of a failing trial before it is reported as errored
-    address: Optional[str] = None           # None: local Ray; ray://… or auto for a cluster
+    address: Optional[str] = None           # None: RAY_ADDRESS, else a fresh local Ray; ray://… or auto for a cluster
     space: dict[str, Any] = field(default_factory=dict)   # dotted key → spec; {}: the method's default space
     out: str = "runs/tune"
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+from pseudovad import build
 from pseudovad.errors import DataError, TrackingError
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,8 @@ def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, A
     if commit:
         tags["git.commit"] = commit
         tags["git.dirty"] = "true" if _git("status", "--porcelain", "--untracked-files=no") else "false"
+    elif (baked := build.image_commit()) is not None:   # in the project image: no .git, its build's commit
+        tags["git.commit"], tags["git.dirty"] = baked[0], str(baked[1]).lower()
     if os.environ.get("DVC_STAGE"):
         tags["dvc.stage"] = os.environ["DVC_STAGE"]
     if fingerprint:

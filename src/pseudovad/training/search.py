@@ -49,6 +49,8 @@ EXPERIMENT = "search"        # Ray's experiment folder inside tune.out
 TRIALS = "trials"
 STATE = "search.json"        # what the experiment in search/ was started with
 METRIC = "val_auc"
+CLIENT_TRIES = 3             # connecting to a Ray cluster through Ray Client (ray://)
+CLIENT_RETRY_S = 5.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,10 +145,16 @@ def _restorable(out: Path, key: str) -> bool:
 def ray_session(cfg: Config) -> Iterator[None]:
     """Use a running Ray (tests, notebooks), else start one: local by default, `tune.address` for a cluster.
 
-    A local Ray binds to 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set before Ray is imported):
-    nothing else on the network can reach its ports.
+    Where: `tune.address` (`ray://head:10001`, `host:port`, `auto`), else `RAY_ADDRESS` (what
+    `ray job submit` sets for its entry point), else a fresh local Ray: `address="local"`, because
+    a plain `ray.init()` would join whatever cluster `ray start` last ran on this machine (its
+    address file in /tmp/ray), e.g. someone else's. A local Ray binds to 127.0.0.1
+    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set before Ray is imported): nothing else on the
+    network can reach its ports.
     """
-    address = cfg.tune.address
+    address, source = cfg.tune.address, "tune.address"
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
@@ -154,12 +162,21 @@ def ray_session(cfg: Config) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        if address is None:
-            raise
-        raise ConfigError(f"tune.address: cannot connect to Ray at {address} ({' '.join(str(e).split())[:200]})") from None
+    # Ray Client (ray://) starts a server process per connection on the head; on a busy head that
+    # start can fail ("Initialization failure from server") and work the next time: three tries
+    for attempt in range(1, CLIENT_TRIES + 1):
+        try:
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=True)
+            break
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            if address is None:
+                raise
+            why = " ".join(str(e).split())[:200]
+            if attempt == CLIENT_TRIES or "Initialization failure from server" not in why:
+                raise ConfigError(f"{source}: cannot connect to Ray at {address} ({why})") from None
+            log.warning("Ray at %s: connection %d of %d failed (%s); trying again", address, attempt, CLIENT_TRIES, why)
+            ray.shutdown()
+            time.sleep(CLIENT_RETRY_S)
     try:
         yield
     finally:
@@ -234,6 +251,7 @@ def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, stat
         row.update({k: cfg.get(k) for k in dims})
         row["error"] = error_line(r.error) if r.error is not None and outcome == "error" else ""
         row["mlflow_run_id"] = m.get("mlflow_run_id", "")
+        row["node_id"] = m.get("node_id", "")
         rows.append(row)
     return sorted(rows, key=lambda r: r["trial_id"])   # Tune's creation order: stable across restores
 

@@ -119,12 +119,18 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from pseudovad.models.model_file import model_meta, save_model
     from pseudovad.training.fit import fit_detector
 
+    import ray
+
     ctx = tune.get_context()
     trial_id, trial_name = ctx.get_trial_id(), ctx.get_trial_name()
+    # the Ray node running this trial (on a cluster: which worker pod; Tune's own `hostname` and
+    # `node_ip` cannot tell two nodes of one host apart)
+    node_id = ray.get_runtime_context().get_node_id()
     overrides = {k: plain(v) for k, v in config.items()}
     out = Path(setup["trials"]) / trial_id
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / TRIAL_FILE, {"trial_id": trial_id, "trial_name": trial_name, "overrides": overrides})
+    write_json(out / TRIAL_FILE, {"trial_id": trial_id, "trial_name": trial_name, "overrides": overrides,
+                                  "node_id": node_id})
     if setup.get("tracking"):
         os.environ["MLFLOW_TRACKING_URI"] = setup["tracking"]["uri"]
     cfg = trial_config(setup, overrides, out)
@@ -148,7 +154,7 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
                 "trial_id": trial_id, "epoch": epoch + 1, "val_auc": auc, "val_videos": list(labels),
                 "overrides": overrides}))
             write_json(best_path, best)
-        metrics = {"epoch": epoch + 1, "val_auc": auc, "best_val_auc": best["val_auc"], "val_eer": m["eer"],
+        metrics = {"epoch": epoch + 1, "val_auc": auc, "best_val_auc": best["val_auc"], "val_eer": m["eer"], "node_id": node_id,
                    **({"val_auc_macro": m["auc_macro"]} if m["auc_macro"] is not None else {}),
                    **{k: v for k, v in record.items() if k.startswith(("loss", "noise_norm", "lr"))}}
         log.info("trial %s epoch %d: val_auc=%.4f", trial_id, epoch + 1, auc)
