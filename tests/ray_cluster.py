@@ -53,6 +53,15 @@ class Cluster:
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
         return env
 
+    def logs(self, pattern: str = "ray_client_server*") -> str:
+        """Tails of the head's logs matching `pattern`, for a failing test's message."""
+        out = []
+        for f in sorted((self.root / "ray").glob(f"session_*/logs/{pattern}")):
+            text = f.read_text(errors="replace").strip()
+            if text:
+                out.append(f"--- {f.name}\n{text[-1500:]}")
+        return "\n".join(out)
+
 
 def _start_node(cluster: Cluster, name: str, args: list[str]) -> None:
     ray_bin = Path(sys.executable).with_name("ray")

@@ -154,6 +154,35 @@ def data(tmp_path_factory):
     return root
 
 
+def test_ray_client_connection_is_retried_only_when_the_server_failed_to_start(monkeypatch):
+    import ray
+
+    from pseudovad.stages import tune as stage
+
+    calls = []
+
+    def init(address=None, **kw):
+        calls.append(address)
+        if len(calls) == 1:
+            raise ConnectionError("Initialization failure from server: Traceback ... Starting Ray client server failed")
+        if address == "ray://unreachable:10001":
+            raise ConnectionError("ray client connection timeout")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(stage, "CLIENT_RETRY_S", 0.0)
+    with stage.ray_session(config_mod.from_dict({"tune": {"address": "ray://head:10001"}})):
+        pass
+    assert calls == ["ray://head:10001"] * 2
+    calls.clear()
+    calls.append("first call already made")     # the next failure is not a server start failure
+    with pytest.raises(ConfigError, match=r"^tune.address: cannot connect to Ray at ray://unreachable:10001 "
+                                          r"\(ray client connection timeout\)$"):
+        with stage.ray_session(config_mod.from_dict({"tune": {"address": "ray://unreachable:10001"}})):
+            pass
+    assert calls == ["first call already made", "ray://unreachable:10001"]
+
+
 def test_validation_split_is_checked(data):
     from pseudovad.data.store import FrameStore
     from pseudovad.training.search import split_videos
@@ -358,7 +387,7 @@ def test_search_on_a_two_node_cluster_uses_both_nodes_and_brings_results_back(cl
     exe = Path(sys.executable).with_name("pseudovad")
     r = subprocess.run([str(exe), "tune", "-P", str(params)], capture_output=True, text=True, cwd=tmp_path,
                        env=cluster.env(), timeout=900)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:] + cluster.logs()
 
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [row["outcome"] for row in rows] == ["completed", "completed"]
