@@ -157,7 +157,7 @@ def data(tmp_path_factory):
 def test_ray_client_connection_is_retried_only_when_the_server_failed_to_start(monkeypatch):
     import ray
 
-    from pseudovad.stages import tune as stage
+    from pseudovad.training import search as stage
 
     calls = []
 
@@ -375,7 +375,7 @@ def cluster():
 def test_search_on_a_two_node_cluster_uses_both_nodes_and_brings_results_back(cluster, data, tmp_path):
     """`pseudovad tune` through `tune.address` (Ray Client): one trial per node (each has 1 CPU,
     each trial asks for 1), the node each trial ran on in results.csv, the best model here."""
-    from pseudovad.models.io import read_model_file
+    from pseudovad.models.model_file import read_model_file
 
     out = tmp_path / "tune"
     params = tmp_path / "params.yaml"
@@ -407,7 +407,7 @@ def test_local_search_never_joins_a_cluster_started_on_this_machine(cluster, tmp
     script = (
         "import json, ray\n"
         "from pseudovad import config\n"
-        "from pseudovad.stages.tune import ray_session\n"
+        "from pseudovad.training.search import ray_session\n"
         "with ray_session(config.from_dict({})):\n"
         "    print(json.dumps([n['NodeID'] for n in ray.nodes()]))\n")
     env = {**cluster.env(), "RAY_TMPDIR": str(cluster.root)}
