@@ -20,10 +20,12 @@ def evaluate(
     roc_points: int = 200,
     store: Input[Dataset] = None,
     store_dir: str = "",
+    run_id: str = "",
 ):
     """Evaluate `model` on the test split of `store` (or of the store at `store_dir`).
 
     `roc_points` thins the curve shown in the KFP UI; the full curve stays in evaluation/roc.csv.
+    `run_id` (the KFP run's) tags the MLflow run.
     """
     from pathlib import Path
 

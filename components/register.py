@@ -18,9 +18,11 @@ def register(
     mlflow_uri: str = "",
     model_name: str = "",
     min_delta: float = 0.0,
+    run_id: str = "",
 ) -> NamedTuple("RegisterOutputs", [("version", str), ("promoted", bool)]):
     """Register the model as a new version (alias `challenger`); `champion` moves only if it
-    beats the current champion by `min_delta` micro AUC on the same evaluation set."""
+    beats the current champion by `min_delta` micro AUC on the same evaluation set. `run_id` (the
+    KFP run's) tags the MLflow run."""
     from collections import namedtuple
     from pathlib import Path
 

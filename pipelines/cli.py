@@ -1,6 +1,6 @@
 """`pseudovad-kfp` (or `python -m pipelines`): compile, submit, schedule and locally run the pipelines.
 
-  pseudovad-kfp compile training -o training.yaml
+  pseudovad-kfp compile training -o training.yaml --image REG/pseudovad:<git-sha>   (docker/build.sh prints it)
   pseudovad-kfp run training -a dataset_uri=s3://bucket/ped2 -a mlflow_uri=http://mlflow:5000
   pseudovad-kfp schedule retraining --cron "0 0 3 * * *" -a source=s3://cams/footage/ ...
   pseudovad-kfp local training -a dataset_uri=data/synthetic -a mlflow_uri=http://127.0.0.1:5000 -P params.yaml
@@ -34,14 +34,34 @@ PIPELINES = {
 }
 
 
-def load_pipeline(name: str, image: str | None = None, cuda_image: str | None = None):
-    """Import a pipeline; image overrides must be in the environment before `components` loads."""
+def load_pipeline(name: str, image: str | None = None, cuda_image: str | None = None, allow_drift: bool = False):
+    """Import a pipeline; image overrides and the drift guard's opt-out must be in the environment
+    before `components` and `pipelines` load (KFP builds the graph when the module is imported)."""
+    from pseudovad import build
+
     if image:
         os.environ["PSEUDOVAD_IMAGE"] = image
     if cuda_image:
         os.environ["PSEUDOVAD_CUDA_IMAGE"] = cuda_image
+    if allow_drift:
+        os.environ[build.ENV_ALLOW_DRIFT] = "1"
     module, attr = PIPELINES[name]
     return getattr(importlib.import_module(module), attr)
+
+
+def baked_image(a) -> str:
+    """The images a compiled pipeline names, refused when nobody chose one: the default tag is
+    this checkout's commit under the project's registry, which no build has pushed."""
+    from components import image
+    from pseudovad import build
+
+    if not (a.image or os.environ.get("PSEUDOVAD_IMAGE") or a.allow_default_image):
+        raise ConfigError(f"no image for the steps: pass --image REGISTRY/pseudovad:{build.image_tag()} (what "
+                          "`docker/build.sh --push` printed) or set PSEUDOVAD_IMAGE; --allow-default-image uses "
+                          f"{image.DEFAULT_IMAGE}, which this checkout never pushed")
+    guard = ("off (--allow-image-drift)" if os.environ.get(build.ENV_ALLOW_DRIFT)
+             else f"steps check they run pseudovad {build.identity()}")
+    return f"image {image.IMAGE}, train/tune {image.CUDA_IMAGE}; drift guard: {guard}"
 
 
 def pipeline_inputs(pipeline) -> dict[str, Any]:
@@ -168,9 +188,10 @@ def cron(expr: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def cmd_compile(a) -> int:
-    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
+    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image, a.allow_image_drift)
+    baked = baked_image(a)
     out = compile_pipeline(pipeline, a.output or f"{a.pipeline}.yaml")
-    print(f"compiled {pipeline.name} → {out}")
+    print(f"compiled {pipeline.name} → {out}: {baked}")
     return 0
 
 
@@ -179,7 +200,8 @@ def _package(a, pipeline, tmp: str) -> str:
 
 
 def cmd_run(a) -> int:
-    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
+    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image, a.allow_image_drift)
+    baked = baked_image(a)
     args = parse_arguments(pipeline, a.arg, a.params)
     host = resolve_host(a.host)
     c = client(host, a.token, a.namespace)
@@ -188,7 +210,7 @@ def cmd_run(a) -> int:
             _package(a, pipeline, tmp), arguments=args, run_name=a.run_name,
             experiment_name=a.experiment, namespace=a.namespace, pipeline_root=a.pipeline_root,
             enable_caching=False if a.no_cache else None, service_account=a.service_account)
-    print(f"submitted {pipeline.name}: run {result.run_id} in experiment {a.experiment}")
+    print(f"submitted {pipeline.name}: run {result.run_id} in experiment {a.experiment}; {baked}")
     if a.wait:
         try:
             with api_errors(host):
@@ -203,7 +225,8 @@ def cmd_run(a) -> int:
 
 
 def cmd_schedule(a) -> int:
-    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image)
+    pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image, a.allow_image_drift)
+    baked = baked_image(a)
     args = parse_arguments(pipeline, a.arg, a.params)
     schedule = cron(a.cron)
     host = resolve_host(a.host)
@@ -215,7 +238,8 @@ def cmd_schedule(a) -> int:
             cron_expression=schedule, max_concurrency=a.max_concurrency, no_catchup=not a.catchup,
             params=args, pipeline_package_path=_package(a, pipeline, tmp), pipeline_root=a.pipeline_root,
             enable_caching=False if a.no_cache else None, service_account=a.service_account)
-    print(f"scheduled {pipeline.name} '{schedule}': recurring run {job.recurring_run_id} in experiment {a.experiment}")
+    print(f"scheduled {pipeline.name} '{schedule}': recurring run {job.recurring_run_id} in experiment "
+          f"{a.experiment}; {baked}")
     return 0
 
 
@@ -253,8 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("pipeline", choices=sorted(PIPELINES), help="which pipeline")
 
     def images(p):
-        p.add_argument("--image", help="CPU image for the steps (default: components.image.IMAGE, $PSEUDOVAD_IMAGE)")
+        p.add_argument("--image", help="CPU image for the steps, e.g. REG/pseudovad:<git-sha> from docker/build.sh "
+                                       "(or $PSEUDOVAD_IMAGE); required unless --allow-default-image")
         p.add_argument("--cuda-image", help="CUDA image for train/tune (default: IMAGE + '-cuda', $PSEUDOVAD_CUDA_IMAGE)")
+        p.add_argument("--allow-default-image", action="store_true",
+                       help="compile with components.image.DEFAULT_IMAGE (this commit's tag in the project registry)")
+        p.add_argument("--allow-image-drift", action="store_true",
+                       help="steps skip checking that the image holds the pseudovad version/commit compiled from")
 
     def arguments(p):
         p.add_argument("-a", "--arg", action="append", default=[], metavar="NAME=VALUE",

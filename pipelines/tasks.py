@@ -1,13 +1,18 @@
 """How pipeline steps are scheduled on Kubernetes: resources, GPUs, retries, volumes, secrets.
 
 Kept apart from the pipeline graphs so the training and retraining pipelines schedule the same
-step the same way. Nothing here runs pseudovad code; kfp.local ignores all of it.
+step the same way. Nothing here runs pseudovad code; kfp.local ignores all of it but the
+environment variables.
 """
 from __future__ import annotations
 
+import os
+
 from kfp import kubernetes
-from kfp.dsl import PipelineTask
+from kfp.dsl import PipelineTask, pipeline_context
 from kfp.dsl.pipeline_channel import PipelineChannel
+
+from pseudovad import build, tracking
 
 # cpu request, memory request, cpu limit, memory limit. Sized for the paper profile (256×256,
 # 16-frame clips): train/tune hold a GPU and feed it from memory-mapped frame arrays; evaluate
@@ -29,6 +34,15 @@ BACKOFF_MAX = "3600s"
 CHECKPOINT_MOUNT = "/mnt/pseudovad-checkpoints"   # the checkpoint PVC is mounted here
 DATA_MOUNT = "/mnt/pseudovad-data"                # retraining: the persistent frame store PVC
 
+# Where the KFP launcher stages a step's artifacts on the pod's disk (/<store>/<bucket>/<key> for
+# minio://, s3://, gs://): `extract` holds the whole imported dataset there, and the frame store it
+# writes. KFP 2.17 cannot request ephemeral storage for a container (resources.requests.
+# ephemeral-storage), so these folders are emptyDir volumes with a size limit: on the node's disk,
+# not the container's writable layer, writable by the non-root user, and bounded (past the limit
+# the kubelet evicts the pod instead of filling the node). README: a LimitRange for a request.
+STAGING = ("/minio", "/s3", "/gcs")
+STAGING_LIMIT = "200Gi"
+
 # Optional secrets (a missing secret or key is skipped): MLflow credentials for steps that log,
 # S3 credentials for ingest. Names come from pipeline parameters.
 MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")}
@@ -36,18 +50,34 @@ S3_SECRET_KEYS = {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "
 
 UID = 1000   # the image's non-root user (docker/Dockerfile)
 
+
+
 DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
 def step(task: PipelineTask, name: str, *, cache: bool) -> PipelineTask:
-    """Every step: CPU/memory requests and limits, display name, caching, quiet logs, non-root."""
+    """Every step: CPU/memory requests and limits, display name, caching, quiet logs, non-root,
+    and what it was compiled from (the drift guard's reference, the MLflow tags' pipeline and image)."""
     cpu, mem, cpu_max, mem_max = RESOURCES[name]
     task.set_display_name(name)
     task.set_cpu_request(cpu).set_memory_request(mem).set_cpu_limit(cpu_max).set_memory_limit(mem_max)
     task.set_caching_options(cache)
     task.set_env_variable("PSEUDOVAD_NO_PROGRESS", "1")   # no tqdm bars in pod logs
     kubernetes.set_security_context(task, run_as_user=UID, run_as_group=UID, run_as_non_root=True)
+    compiled_from = _compiled_from()
+    if compiled_from:
+        task.set_env_variable(build.ENV_COMPILED_FROM, compiled_from)
+        # label values: 63 characters of [A-Za-z0-9._-]; `kubectl get pods -l pseudovad.io/commit=…`
+        kubernetes.add_pod_label(task, "pseudovad.io/commit", compiled_from.split("@", 1)[1][:63])
+    # MLflow tags of the step's runs (tracking.KFP_TAGS); the run id comes at run time (step_config)
+    task.set_env_variable(tracking.KFP_TAGS["kfp.pipeline"], pipeline_context.Pipeline.get_default_pipeline().name)
+    task.set_env_variable(tracking.KFP_TAGS["kfp.image"], task.component_spec.implementation.container.image)
     return task
+
+
+def _compiled_from() -> str:
+    """`<version>@<commit>` of the code compiling the pipeline, "" under --allow-image-drift."""
+    return "" if os.environ.get(build.ENV_ALLOW_DRIFT) else build.identity()
 
 
 def gpu(task: PipelineTask, accelerator_type, limit, node_selector, tolerations) -> PipelineTask:
@@ -64,6 +94,14 @@ def gpu(task: PipelineTask, accelerator_type, limit, node_selector, tolerations)
 def preemptible(task: PipelineTask) -> PipelineTask:
     return task.set_retry(num_retries=RETRIES, backoff_duration=BACKOFF, backoff_factor=2.0,
                           backoff_max_duration=BACKOFF_MAX)
+
+
+def staging(task: PipelineTask) -> PipelineTask:
+    """Bounded scratch space where the launcher downloads the dataset and stages the outputs."""
+    for path in STAGING:
+        kubernetes.empty_dir_mount(task, volume_name=f"staging{path.replace('/', '-')}", mount_path=path,
+                                   size_limit=STAGING_LIMIT)
+    return task
 
 
 def checkpoints(task: PipelineTask, pvc_name) -> PipelineTask:

@@ -39,14 +39,16 @@ def train_evaluate_register(args: dict, *, store=None, store_dir=None, tuned=Non
     else:
         tasks.volume(tr, *volume)
 
-    ev = evaluate(**data, model=tr.outputs["model"], **step_arguments(args, evaluate))
+    ev = evaluate(**data, model=tr.outputs["model"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                  **step_arguments(args, evaluate))
     tasks.step(ev, "evaluate", cache=cache)
     tasks.preemptible(ev)   # idempotent: a re-run recomputes the same scores
     tasks.mlflow_secret(ev, args["mlflow_secret"])
     if volume is not None:
         tasks.volume(ev, *volume)
 
-    rg = register(model=tr.outputs["model"], evaluation=ev.outputs["evaluation"], **step_arguments(args, register))
+    rg = register(model=tr.outputs["model"], evaluation=ev.outputs["evaluation"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                  **step_arguments(args, register))
     tasks.step(rg, "register", cache=False)   # never retried either: it changes the registry
     tasks.mlflow_secret(rg, args["mlflow_secret"])
     return tr, ev, rg
@@ -85,6 +87,7 @@ def training_pipeline(
     ex = extract(footage=footage.output, **step_arguments(args, extract))
     tasks.step(ex, "extract", cache=True)
     tasks.preemptible(ex)
+    tasks.staging(ex)
     store = ex.outputs["store"]
 
     with dsl.If(run_tune == True, name="tuned"):  # noqa: E712 (a pipeline condition, not Python truth)

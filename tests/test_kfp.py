@@ -4,6 +4,7 @@ images build what the components name, and the very same pipelines run locally e
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -275,9 +277,9 @@ def test_cli_checks_arguments_before_anything_is_sent(tmp_path, capsys):
                      (["dataset_uri=d", "mlflow_uri=x", "epochs=1.5"], "epochs: expected integer"),
                      (["dataset_uri=d", "mlflow_uri=x", "run_tune=maybe"], "run_tune: expected boolean"),
                      (["dataset_uri=d"], "missing required argument(s) mlflow_uri")):
-        assert cli.main(["run", "training", "--host", "http://127.0.0.1:9", *sum((["-a", b] for b in bad), [])]) == 2
+        assert cli.main(["run", "training", "--allow-default-image", "--host", "http://127.0.0.1:9", *sum((["-a", b] for b in bad), [])]) == 2
         assert msg in capsys.readouterr().err
-    assert cli.main(["run", "training", "-P", str(tmp_path / "nope.yaml"), "-a", "dataset_uri=d", "-a", "mlflow_uri=x",
+    assert cli.main(["run", "training", "--allow-default-image", "-P", str(tmp_path / "nope.yaml"), "-a", "dataset_uri=d", "-a", "mlflow_uri=x",
                      "--host", "http://127.0.0.1:9"]) == 2
     assert "params file not found" in capsys.readouterr().err
 
@@ -289,15 +291,75 @@ def test_cron_takes_standard_and_kfp_forms():
         cli.cron("daily")
 
 
-def test_console_script_compiles_with_an_image_override(tmp_path):
+def _kfp_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`pseudovad-kfp ARGS` in a fresh process (components read the image names when imported)."""
     exe = Path(sys.executable).with_name("pseudovad-kfp")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDOVAD_")}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, env={**base, **(env or {})})
+
+
+def test_console_script_compiles_with_an_image_override_and_the_commit_in_every_step(tmp_path):
+    from pseudovad import build
+
     out = tmp_path / "training.yaml"
-    r = subprocess.run([str(exe), "compile", "training", "-o", str(out), "--image", "registry.local/pv:dev"],
-                       capture_output=True, text=True, timeout=120)
+    r = _kfp_cli("compile", "training", "-o", str(out), "--image", "registry.local/pv:dev")
     assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (f"compiled pseudovad-training → {out}: image registry.local/pv:dev, train/tune "
+                                f"registry.local/pv:dev-cuda; drift guard: steps check they run pseudovad {build.identity()}")
     ir = IR(out)
     assert ir.container("extract")["image"] == "registry.local/pv:dev"
     assert ir.container("train")["image"] == "registry.local/pv:dev-cuda"
+    commit = build.source_commit()
+    assert commit and build.identity() == f"{build.version()}@{commit}"
+    for step in ("extract", "tune", "train", "evaluate", "register"):
+        env = {e["name"]: e["value"] for e in ir.container(step)["env"]}
+        assert env["PSEUDOVAD_COMPILED_FROM"] == build.identity(), step
+        assert env["PSEUDOVAD_KFP_PIPELINE"] == "pseudovad-training", step
+        assert env["PSEUDOVAD_KFP_IMAGE"] == ir.container(step)["image"], step
+        assert ir.k8s[ir.executor(step)]["podMetadata"]["labels"]["pseudovad.io/commit"] == commit, step
+    r = _kfp_cli("compile", "training", "-o", str(out), "--image", "registry.local/pv:dev", "--allow-image-drift")
+    assert r.returncode == 0 and "drift guard: off (--allow-image-drift)" in r.stdout
+    assert "PSEUDOVAD_COMPILED_FROM" not in {e["name"] for e in IR(out).container("train")["env"]}
+
+
+def test_compile_without_an_image_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "training.yaml"
+    for command in (["compile", "training", "-o", str(out)],
+                    ["run", "training", "-a", "dataset_uri=d", "-a", "mlflow_uri=m", "--host", "http://127.0.0.1:9"]):
+        r = _kfp_cli(*command)
+        assert r.returncode == 2 and not out.exists()
+        assert r.stderr.strip().startswith(f"pseudovad-kfp {command[0]}: error: no image for the steps: pass --image")
+        assert len(r.stderr.strip().splitlines()) == 1
+    r = _kfp_cli("compile", "training", "-o", str(out), env={"PSEUDOVAD_IMAGE": "registry.local/pv:env"})
+    assert r.returncode == 0 and IR(out).container("evaluate")["image"] == "registry.local/pv:env"
+    r = _kfp_cli("compile", "retraining", "-o", str(out), "--allow-default-image")
+    assert r.returncode == 0 and IR(out).container("ingest")["image"] == image.DEFAULT_IMAGE
+
+
+def test_drift_guard_refuses_an_image_of_other_code(monkeypatch, tmp_path):
+    """A step compiled from one version/commit refuses to run on an image holding another, in one
+    line naming both, before it reads anything; compiled from this code, it runs."""
+    from components import extract
+    from pseudovad import build
+    from pseudovad.errors import ConfigError
+
+    here = build.identity()
+    monkeypatch.setenv("PSEUDOVAD_COMPILED_FROM", "0.0.9@0123456789abcdef0123456789abcdef01234567")
+    footage = SimpleNamespace(path=str(tmp_path / "no-such-dataset"))
+    with pytest.raises(ConfigError) as e:
+        extract.python_func(footage=footage, store=SimpleNamespace(path=str(tmp_path / "store"), metadata={}),
+                            report=SimpleNamespace(path=str(tmp_path / "report.md")))
+    msg = str(e.value)
+    assert msg.startswith("image drift: the pipeline was compiled from pseudovad 0.0.9@0123456789abcdef")
+    assert f"this image holds {here}" in msg and "\n" not in msg
+    assert not (tmp_path / "store").exists()
+    monkeypatch.setenv("PSEUDOVAD_COMPILED_FROM", here)
+    build.check_compiled_from(os.environ["PSEUDOVAD_COMPILED_FROM"])       # same code: runs
+    # in an image: its baked commit is what it holds, whatever checkout is around
+    monkeypatch.setenv("PSEUDOVAD_GIT_COMMIT", "fedcba9876543210fedcba9876543210fedcba98")
+    with pytest.raises(ConfigError, match=r"this image holds \S+@fedcba9876543210fedcba9876543210fedcba98;"):
+        build.check_compiled_from(here)
+    build.check_compiled_from("")                                           # --allow-image-drift
 
 
 class FakeKFP:
@@ -362,7 +424,7 @@ def test_run_submits_the_compiled_pipeline_with_arguments_and_token(tmp_path, mo
     monkeypatch.setenv("KFP_TOKEN", "tok-from-env")
     with FakeKFP() as api:
         monkeypatch.setenv("KFP_HOST", api.url)
-        rc = cli.main(["run", "training", "-P", str(params), "-a", "dataset_uri=s3://bucket/ped2",
+        rc = cli.main(["run", "training", "--allow-default-image", "-P", str(params), "-a", "dataset_uri=s3://bucket/ped2",
                        "-a", "mlflow_uri=http://mlflow:5000", "-a", "lam=0.2", "--experiment", "ped2", "--no-cache"])
     assert rc == 0
     assert "run run-1" in capsys.readouterr().out
@@ -386,7 +448,7 @@ def test_schedule_creates_a_cron_recurring_run(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KFP_TOKEN", raising=False)
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
     with FakeKFP() as api:
-        rc = cli.main(["schedule", "retraining", "--host", api.url, "--cron", "30 2 * * *", "--name", "nightly",
+        rc = cli.main(["schedule", "retraining", "--allow-default-image", "--host", api.url, "--cron", "30 2 * * *", "--name", "nightly",
                        "-a", "source=s3://cams/footage/", "-a", "mlflow_uri=http://mlflow:5000"])
     assert rc == 0
     assert "recurring run rr-1" in capsys.readouterr().out
@@ -404,7 +466,7 @@ def test_schedule_creates_a_cron_recurring_run(tmp_path, monkeypatch, capsys):
 def test_run_wait_exits_with_the_run_outcome(state, rc, monkeypatch, capsys):
     monkeypatch.setenv("KFP_TOKEN", "t")
     with FakeKFP(state=state) as api:
-        assert cli.main(["run", "training", "--host", api.url, "--wait", "60", "-a", "dataset_uri=d",
+        assert cli.main(["run", "training", "--allow-default-image", "--host", api.url, "--wait", "60", "-a", "dataset_uri=d",
                          "-a", "mlflow_uri=m"]) == rc
     assert f"run run-1: {state}" in capsys.readouterr().out
     assert any(r["method"] == "GET" and r["path"] == "/apis/v2beta1/runs/run-1" for r in api.requests)
@@ -413,12 +475,12 @@ def test_run_wait_exits_with_the_run_outcome(state, rc, monkeypatch, capsys):
 def test_refused_token_and_unreachable_host_are_one_line_errors(monkeypatch, capsys):
     monkeypatch.setenv("KFP_TOKEN", "expired")
     with FakeKFP(status=401) as api:
-        assert cli.main(["schedule", "retraining", "--host", api.url, "--namespace", "team-a", "--cron", "0 3 * * *",
+        assert cli.main(["schedule", "retraining", "--allow-default-image", "--host", api.url, "--namespace", "team-a", "--cron", "0 3 * * *",
                          "-a", "source=s3://b/", "-a", "mlflow_uri=m"]) == 2
     err = capsys.readouterr().err
     assert f"KFP API {api.url}: HTTP 401" in err and len(err.strip().splitlines()) == 1
     assert "expired" not in err
-    assert cli.main(["run", "training", "--host", "http://127.0.0.1:9", "-a", "dataset_uri=d", "-a", "mlflow_uri=m"]) == 2
+    assert cli.main(["run", "training", "--allow-default-image", "--host", "http://127.0.0.1:9", "-a", "dataset_uri=d", "-a", "mlflow_uri=m"]) == 2
     err = capsys.readouterr().err
     assert "KFP API http://127.0.0.1:9: unreachable" in err and len(err.strip().splitlines()) == 1
 
@@ -426,7 +488,7 @@ def test_refused_token_and_unreachable_host_are_one_line_errors(monkeypatch, cap
 def test_run_without_a_host_is_a_one_line_error(monkeypatch, capsys):
     for name in ("KFP_HOST", "KF_PIPELINES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    assert cli.main(["run", "training", "-a", "dataset_uri=d", "-a", "mlflow_uri=m"]) == 2
+    assert cli.main(["run", "training", "--allow-default-image", "-a", "dataset_uri=d", "-a", "mlflow_uri=m"]) == 2
     err = capsys.readouterr().err
     assert "--host" in err and len(err.strip().splitlines()) == 1
 
@@ -471,12 +533,19 @@ def _arg_defaults() -> dict[str, set[str]]:
     return out
 
 
-def test_image_names_come_from_one_place_and_match_the_package_version():
+def test_image_names_come_from_one_place_tagged_by_commit():
+    from pseudovad import build
+
     version = _pyproject()["project"]["version"]
-    assert image.VERSION == version
-    assert image.IMAGE == f"{image.REPOSITORY}:{version}"
-    assert image.CUDA_IMAGE == f"{image.IMAGE}-cuda"
+    assert image.VERSION == version == build.version()
     assert _arg_defaults()["VERSION"] == {version}     # the labels of a plain `docker build`
+    # the default tag is this checkout's, exactly as docker/build.sh tags the image it builds
+    r = subprocess.run(["bash", str(ROOT / "docker" / "build.sh"), "--print-tag", "--allow-dirty"],
+                       capture_output=True, text=True, check=True)
+    assert image.DEFAULT_IMAGE == r.stdout.strip() == f"{image.REPOSITORY}:{build.image_tag()}"
+    assert build.image_tag("0123456789abcdef0123456789abcdef01234567") == "0123456789ab"
+    assert build.image_tag("0123456789abcdef0123456789abcdef01234567-dirty") == "0123456789ab-dirty"
+    assert image.IMAGE == image.DEFAULT_IMAGE and image.CUDA_IMAGE == f"{image.IMAGE}-cuda"   # no override here
 
 
 def test_one_dockerfile_for_both_flavours_with_labels_and_the_commit_baked_in():
@@ -633,6 +702,20 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     assert v1.tags["eval_fingerprint"] == evaluation["fingerprint"]
     decision = _artifact(run, "register", "decision")["metadata"]
     assert decision["promoted"] is True and decision["version"] == "1"
+
+    # every MLflow run of this pipeline run leads back to it: the KFP run id, the pipeline, the image
+    from pseudovad import build
+
+    runs = [r for r in c.search_runs([e.experiment_id for e in c.search_experiments()], max_results=1000)
+            if r.data.tags.get("kfp.pipeline") == "pseudovad-training"]
+    stages = {r.data.tags["pseudovad.stage"] for r in runs}
+    assert {"tune", "tune-trial", "train", "evaluate", "register"} <= stages, stages
+    (run_id,) = {r.data.tags.get("kfp.run_id") for r in runs}
+    assert run_id and "{{" not in run_id
+    for r in runs:
+        cuda = r.data.tags["pseudovad.stage"] in ("tune", "tune-trial", "train")
+        assert r.data.tags["kfp.image"] == (image.CUDA_IMAGE if cuda else image.IMAGE)
+        assert r.data.tags["git.commit"] == build.source_commit().removesuffix("-dirty")
 
 
 @pytest.mark.integration

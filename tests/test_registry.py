@@ -288,3 +288,19 @@ def test_runs_outside_a_checkout_carry_the_commit_baked_into_the_image(tmp_path,
     assert tags["git.commit"] == "0123456789abcdef0123456789abcdef01234567" and tags["git.dirty"] == "false"
     monkeypatch.setenv("PSEUDOVAD_GIT_COMMIT", "unknown")                  # a build without GIT_COMMIT
     assert "git.commit" not in tracking.run_tags(cfg, "train")
+
+
+def test_runs_in_a_kubeflow_step_carry_its_run_pipeline_and_image(monkeypatch):
+    from pseudovad import kubeflow, tracking
+
+    for env in tracking.KFP_TAGS.values():   # set, then removed: undone at the end, also what step_config sets
+        monkeypatch.setenv(env, "")
+        monkeypatch.delenv(env)
+    cfg = config_mod.from_dict({})
+    assert not {k for k in tracking.run_tags(cfg, "train") if k.startswith("kfp.")}
+    monkeypatch.setenv("PSEUDOVAD_KFP_PIPELINE", "pseudovad-training")     # set on the step at compile time
+    monkeypatch.setenv("PSEUDOVAD_KFP_IMAGE", "reg.example/pseudovad:0123456789ab")
+    kubeflow.step_config({"run_id": "3f2c1d9e-run", "params": "", "overrides": []})   # the step's start
+    tags = tracking.run_tags(cfg, "train")
+    assert (tags["kfp.run_id"], tags["kfp.pipeline"], tags["kfp.image"]) == \
+        ("3f2c1d9e-run", "pseudovad-training", "reg.example/pseudovad:0123456789ab")

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 
+from pseudovad import build, tracking
 from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
@@ -80,7 +81,15 @@ def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, ove
 
 def step_config(args: Mapping[str, Any], tuned: Optional[Mapping[str, Any]] = None) -> Config:
     """The Config of one step from its arguments (a component's `locals()`): `params`, then every
-    argument named in `PIPELINE_PARAMS`, then `tuned`, then `overrides` (`from_layers`)."""
+    argument named in `PIPELINE_PARAMS`, then `tuned`, then `overrides` (`from_layers`).
+
+    Every component calls it first, so it is also where a step starts: the drift guard refuses
+    an image of other code than the pipeline was compiled from (`build.check_compiled_from`),
+    and the KFP run id (`run_id`, `dsl.PIPELINE_JOB_ID_PLACEHOLDER`) becomes an MLflow tag.
+    """
+    build.check_compiled_from(os.environ.get(build.ENV_COMPILED_FROM))
+    if args.get("run_id"):
+        os.environ[tracking.KFP_TAGS["kfp.run_id"]] = str(args["run_id"])
     typed = {PIPELINE_PARAMS[k]: v for k, v in args.items() if k in PIPELINE_PARAMS and k != "mlflow_uri"}
     return from_layers(args.get("params", ""), typed, args.get("overrides", ()), tuned, args.get("mlflow_uri", ""))
 

@@ -53,6 +53,12 @@ PREPROCESSING_KEYS = ("method", "size", "channels", "clip_len", "scored_index", 
 _SECRET_WORDS = {"secret", "password", "passwd", "key", "token", "credential", "credentials", "auth"}
 _LOCAL_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql"}
 
+# A Kubeflow step's run, as environment variables (pipelines/tasks.step sets the pipeline and the
+# image at compile time, kubeflow.step_config the run id from the step's arguments): MLflow tags
+# of every run the step opens, so a run in MLflow leads back to its KFP run and image.
+KFP_TAGS = {"kfp.run_id": "PSEUDOVAD_KFP_RUN_ID", "kfp.pipeline": "PSEUDOVAD_KFP_PIPELINE",
+            "kfp.image": "PSEUDOVAD_KFP_IMAGE"}
+
 _active: list[dict[str, Any]] = []       # runs opened by `run()` in this process, innermost last
 _configured_uri: str | None = None
 
@@ -216,6 +222,7 @@ def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, A
         tags["git.commit"], tags["git.dirty"] = baked[0], str(baked[1]).lower()
     if os.environ.get("DVC_STAGE"):
         tags["dvc.stage"] = os.environ["DVC_STAGE"]
+    tags.update({tag: os.environ[env] for tag, env in KFP_TAGS.items() if os.environ.get(env)})
     if fingerprint:
         tags["data.fingerprint"] = fingerprint
     tags.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
