@@ -11,8 +11,9 @@
 # 2. docker/build.sh --tool buildah: `buildah bud`, chroot isolation, vfs storage (no overlay,
 #    no cgroups, no user namespaces needed);
 # 3. inside the built image, as its user 1000 (`buildah run --isolation chroot`; `podman run` needs
-#    cgroups): `pseudovad --help`, `import components` + compiling both pipelines, and a tiny
-#    synthesize → extract → train → evaluate with MLflow tracking on;
+#    cgroups): `pseudovad --help`, `import components` + compiling both pipelines, the Kubeflow
+#    drift guard (passes for this commit, refuses another), and a tiny synthesize → extract →
+#    train → evaluate with MLflow tracking on;
 # 4. prints the image size (uncompressed, and compressed as a registry stores it) and the build
 #    time, and writes them to benchmarks/results/image_build.json.
 #
@@ -133,6 +134,15 @@ for name in ('training', 'retraining'):
     compiler.Compiler().compile(p, f'/tmp/{name}.yaml')
 print('components:', ', '.join(components.__all__), '| compiled: training, retraining')
 "
+# the drift guard as a Kubeflow step runs it: compiled from this commit, it passes; from another, it refuses
+compiled_from="$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')@$(
+    podman image inspect --format '{{index .Labels "org.opencontainers.image.revision"}}' "$TAG")"
+case "$TAG" in *-dirty*) compiled_from="$compiled_from-dirty" ;; esac
+in_image python -c "from pseudovad import build; build.check_compiled_from('$compiled_from'); print('drift guard: image holds', build.identity())"
+if in_image python -c "from pseudovad import build; build.check_compiled_from('0.0.0@0000000000000000000000000000000000000000')" 2>"$WORK/drift.err"; then
+    die "the drift guard let an image of other code run"
+fi
+echo "drift guard refuses other code: $(tail -n1 "$WORK/drift.err")"
 TINY=(-p synthetic.train_videos=2 -p synthetic.test_videos=2 -p synthetic.frames=48 -p synthetic.height=48
       -p synthetic.width=64 -p synthetic.walkers=2 -p data.size=[32,32] -p data.clip_len=8 -p data.scored_index=4
       -p train.epochs=2 -p device=cpu)
