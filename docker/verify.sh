@@ -142,7 +142,7 @@ in_image python -c "from pseudovad import build; build.check_compiled_from('$com
 if in_image python -c "from pseudovad import build; build.check_compiled_from('0.0.0@0000000000000000000000000000000000000000')" 2>"$WORK/drift.err"; then
     die "the drift guard let an image of other code run"
 fi
-echo "drift guard refuses other code: $(tail -n1 "$WORK/drift.err")"
+echo "drift guard refuses other code: $(grep -m1 -o 'image drift: .*' "$WORK/drift.err")"
 TINY=(-p synthetic.train_videos=2 -p synthetic.test_videos=2 -p synthetic.frames=48 -p synthetic.height=48
       -p synthetic.width=64 -p synthetic.walkers=2 -p data.size=[32,32] -p data.clip_len=8 -p data.scored_index=4
       -p train.epochs=2 -p device=cpu)
