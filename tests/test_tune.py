@@ -27,7 +27,7 @@ import yaml
 
 from pseudovad import config as config_mod
 from pseudovad.errors import ConfigError
-from pseudovad.training import search_space
+from pseudovad.training import search, search_space
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import mlflow_server  # noqa: F401  (module-scoped fixture)
 
@@ -228,6 +228,7 @@ def test_plain_dvc_repro_leaves_tune_out(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def ray_local():
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # bind to 127.0.0.1
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(search.THREAD_TIMEOUT_S))  # as ray_session does
     import ray
 
     started = not ray.is_initialized()

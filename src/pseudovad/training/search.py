@@ -141,6 +141,9 @@ def _restorable(out: Path, key: str) -> bool:
 # ----------------------------------------------------------------------------------------------
 # Ray
 
+THREAD_TIMEOUT_S = 60   # seconds Tune waits for a stopped trial's thread before reusing its actor
+
+
 @contextlib.contextmanager
 def ray_session(cfg: Config) -> Iterator[None]:
     """Use a running Ray (tests, notebooks), else start one: local by default, `tune.address` for a cluster.
@@ -157,6 +160,11 @@ def ray_session(cfg: Config) -> Iterator[None]:
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # With reuse_actors, Tune waits TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s) for a stopped
+    # trial's training thread to reach its next report before handing the actor to the next trial;
+    # on a loaded 2-core machine an epoch step takes longer and the reuse fails. Workers of a local
+    # Ray inherit this environment.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(THREAD_TIMEOUT_S))
     import ray
 
     if ray.is_initialized():
