@@ -1,35 +1,37 @@
-"""MAE-NCT training speed and memory: clips/s and peak memory of one training step.
+"""MAE-NCT training-step speed: fp32 / bf16 autocast × contiguous / channels-last, side by side.
 
-Profiles: the CPU profile (configs/ped2-mae-cpu.yaml's tiny ViT) and the paper's ViT-B/16 at
-224×224, each in mode `nct` (one forward over [X; X^P], so twice the tokens) and `none`.
+Profiles: the CPU profile (configs/ped2-mae-cpu.yaml: ViT p8 d96 L4 h4 at 64×96, batch 8) and
+the paper's ViT-B/16 at 224×224 (configs/ped2-mae-gpu.yaml, batch 2 here: a CPU cannot do 8),
+in mode `nct` (one forward over [X; X^P], twice the tokens) and, with `--modes nct,none`, `none`.
 
-Memory: every row runs in a fresh child process so peaks do not leak between rows. On CPU
-it is the process's peak resident set (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) minus the
-resident set just before the model is built, i.e. model + optimiser state + one step's
-activations; on CUDA it is `torch.cuda.max_memory_allocated()` after the steps.
-Speed: the fastest and the median of `--steps` timed steps after one untimed warm-up step (on a
-shared machine the fastest step is the one least slowed by other jobs).
+As in ltgpa_speed.py, every contender of a row lives in one process and they are timed
+alternately (benchmarks/_speed.py), through the training loop's own `prepare` + autocast.
+channels_last for the ViT means the patch embedding's weight (the only conv); the batch stays.
 
-    .venv/bin/python benchmarks/mae_speed.py [--steps 3] [--device cpu] [--only cpu-nct ...]
+`--memory`: peak memory per contender in fresh processes (CPU: ru_maxrss minus RSS before the
+model is built, i.e. model + AdamW state + one step's activations; CUDA: max_memory_allocated).
+
+    .venv/bin/python benchmarks/mae_speed.py [--device cpu] [--profiles cpu,paper] [--modes nct]
+        [--rounds 9] [--memory] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _speed
+
+ROOT = _speed.REPO
 
 PROFILES = {
     # name: (params file, overrides, batch size)
-    "cpu": ("configs/ped2-mae-cpu.yaml", [], 4),
-    "paper": ("configs/ped2-mae-gpu.yaml", ["train.amp=false"], 2),
+    "cpu": ("configs/ped2-mae-cpu.yaml", [], 8),
+    "paper": ("configs/ped2-mae-gpu.yaml", [], 2),
 }
+CONTENDERS = ["fp32/contiguous", "fp32/channels_last", "bf16/contiguous", "bf16/channels_last"]
 
 
 def rss_mb() -> float:
@@ -39,78 +41,130 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def one(profile: str, mode: str, steps: int, device_name: str) -> dict:
+def contender(profile: str, mode: str, name: str, device_name: str):
     import torch
 
     from pseudovad import config as config_mod
     from pseudovad.device import resolve_device
+    from pseudovad.training.loop import prepare
     from pseudovad.training.mae_nct import MAENCTMethod
 
+    amp, fmt = name.split("/")
     path, overrides, batch = PROFILES[profile]
-    cfg = config_mod.load(ROOT / path, overrides + [f"pseudo.mode={mode}", "model.mae.pretrained=null",
-                                                    f"train.batch_size={batch}"])
+    cfg = config_mod.load(ROOT / path, overrides + [
+        f"pseudo.mode={mode}", "model.mae.pretrained=null", f"train.batch_size={batch}",
+        f"train.amp={'bf16' if amp == 'bf16' else 'off'}", f"train.memory_format={fmt}", f"device={device_name}"])
     device = resolve_device(device_name)
     torch.manual_seed(0)
-    base = rss_mb()
     method = MAENCTMethod(cfg, device)
     method.steps_per_epoch = 100
+    rt = prepare(cfg, method)
     h, w = cfg.data.size
-    clip = torch.rand(batch, cfg.data.channels, cfg.model.mae.in_frames + 1, h, w, device=device) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    clip = (torch.rand(batch, cfg.data.channels, cfg.model.mae.in_frames + 1, h, w, generator=g) * 2 - 1).to(device)
     gen = torch.Generator().manual_seed(0)
     method.train()
-    method.train_step(clip, gen)  # warm-up: allocator, kernels
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        method.train_step(clip, gen)  # returns Python floats: synchronises with the device
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    dt, median = times[0], times[len(times) // 2]
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        how = "cuda max_memory_allocated"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
-        how = "ru_maxrss − RSS before build"
+
+    def step():
+        with rt.precision.autocast(device):
+            return method.train_step(clip, gen)   # Python floats: waits for the device
     m = cfg.model.mae
-    return {"profile": profile, "mode": mode, "size": f"{h}×{w}", "vit": f"p{m.patch_size} d{m.embed_dim} L{m.depth} h{m.heads}",
-            "params_m": sum(p.numel() for p in method.F.parameters()) / 1e6, "batch": batch,
-            "s_per_step": dt, "s_per_step_median": median, "clips_per_s": batch / dt, "peak_mb": peak, "memory": how,
-            "threads": torch.get_num_threads(), "device": str(device)}
+    info = {"size": f"{h}×{w}", "vit": f"p{m.patch_size} d{m.embed_dim} L{m.depth} h{m.heads}",
+            "params_m": sum(p.numel() for p in method.F.parameters()) / 1e6, "batch": batch}
+    return step, rt, info
+
+
+def row(profile: str, mode: str, names: list[str], device: str, rounds: int, warmup: int) -> dict:
+    import torch
+
+    steps, info = {}, {}
+    for n in names:
+        steps[n], _, info = contender(profile, mode, n, device)
+    load0 = _speed.load()
+    stats = _speed.alternate(steps, rounds, warmup)
+    return {"profile": profile, "mode": mode, "device": device, "threads": torch.get_num_threads(), **info,
+            "rounds": rounds, "warmup": warmup, "load_before": load0, "load_after": _speed.load(),
+            "contenders": stats}
+
+
+def memory(profile: str, mode: str, name: str, device: str) -> float:
+    import torch
+
+    base = rss_mb()
+    step, _, _ = contender(profile, mode, name, device)
+    step()
+    step()
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+
+
+def _child(args: list[str]) -> dict | None:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_row(r: dict) -> None:
+    c = r["contenders"]
+    ref = c.get("fp32/contiguous", next(iter(c.values())))["median"]
+    print(f"\n{r['profile']} / {r['mode']}: {r['size']}, ViT {r['vit']} ({r['params_m']:.2f} M params), "
+          f"batch {r['batch']}, {r['device']} {r['threads']} threads, {r['rounds']} alternating rounds, "
+          f"load {r['load_before'][0]} → {r['load_after'][0]}")
+    print("| contender | step median (s) | step min (s) | clips/s (median) | × fp32/contiguous |")
+    print("|---|---:|---:|---:|---:|")
+    for n, s in c.items():
+        print(f"| {n} | {_speed.fmt_s(s['median'])} | {_speed.fmt_s(s['min'])} | {r['batch'] / s['median']:.2f} | "
+              f"{ref / s['median']:.2f} |")
+    if r.get("peak_mib"):
+        print("peak memory (MiB): " + ", ".join(f"{n} {v:.0f}" for n, v in r["peak_mib"].items() if v))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--only", nargs="*", help="rows like cpu-nct paper-none (default: all)")
-    ap.add_argument("--one", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.one:
-        profile, mode = args.one.split("-")
-        print(json.dumps(one(profile, mode, args.steps, args.device)))
+    ap.add_argument("--profiles", default="cpu,paper")
+    ap.add_argument("--modes", default="nct")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--paper-rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--row", help=argparse.SUPPRESS)
+    ap.add_argument("--mem", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    names = a.contenders.split(",")
+    if a.row:
+        prof, mode = a.row.split(":")
+        print(json.dumps(row(prof, mode, names, a.device, a.rounds, a.warmup)))
         return 0
-    rows = args.only or [f"{p}-{m}" for p in PROFILES for m in ("nct", "none")]
-    results = []
-    for row in rows:
-        out = subprocess.run([sys.executable, __file__, "--one", row, "--steps", str(args.steps),
-                              "--device", args.device], capture_output=True, text=True, cwd=ROOT)
-        if out.returncode != 0:
-            print(f"{row}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print("| profile | mode | frames | ViT | params (M) | batch | s/step best | s/step median | clips/s (best) | peak memory (MiB) |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['profile']} | {r['mode']} | {r['size']} | {r['vit']} | {r['params_m']:.2f} | {r['batch']} | "
-              f"{r['s_per_step']:.3f} | {r['s_per_step_median']:.3f} | {r['clips_per_s']:.2f} | {r['peak_mb']:.0f} |")
-    r = results[0]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\ndevice {r['device']}, {r['threads']} torch threads, {args.steps} timed steps after 1 warm-up "
-          f"(best = fastest step: least disturbed by other jobs); "
-          f"memory: {r['memory']}; load average {load} on {os.cpu_count()} cores (other jobs slow CPU rows down)")
+    if a.mem:
+        prof, mode, name = a.mem.split(":")
+        print(json.dumps({"peak_mib": memory(prof, mode, name, a.device)}))
+        return 0
+    m = _speed.machine()
+    rows = []
+    for prof in a.profiles.split(","):
+        for mode in a.modes.split(","):
+            rounds = a.paper_rounds if prof == "paper" else a.rounds
+            r = _child(["--row", f"{prof}:{mode}", "--device", a.device, "--rounds", str(rounds),
+                        "--warmup", str(a.warmup), "--contenders", ",".join(names)])
+            if r is None:
+                return 1
+            if a.memory:
+                r["peak_mib"] = {n: (_child(["--mem", f"{prof}:{mode}:{n}", "--device", a.device]) or {}).get("peak_mib")
+                                 for n in names}
+            rows.append(r)
+            print_row(r)
+    m["load_after"] = _speed.load()
+    print(f"\n{m['cpu']} ({', '.join(m['flags'])}), {m['threads']} torch threads, torch {m['torch']}, "
+          f"load average before {m['load_before']} / after {m['load_after']} on {m['cores']} cores")
+    if not a.no_write:
+        path = _speed.write_result("mae_speed", {"machine": m, "rows": rows})
+        print(f"→ {path.relative_to(ROOT)}")
     return 0
 
 

@@ -37,7 +37,7 @@ def test_overrides_parse_yaml_values(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text("data:\n  size: [64, 64]\npseudo:\n  p: 0.5\n")
     cfg = config_mod.load(p, ["pseudo.p=0.25", "data.size=[32, 32]", "train.amp=true", "data.labels=null"])
-    assert cfg.pseudo.p == 0.25 and cfg.data.size == [32, 32] and cfg.train.amp is True
+    assert cfg.pseudo.p == 0.25 and cfg.data.size == [32, 32] and cfg.train.amp == "bf16"  # the old boolean form
     assert cfg.data.labels is None
 
 

@@ -275,11 +275,46 @@ def test_image_variant_one_class_protocol(tmp_path):
 
 
 def test_bf16_autocast_option_trains(tiny_store):
-    cfg = _tiny_train_cfg(tiny_store, epochs=1, max_steps=3, amp=True)
+    cfg = _tiny_train_cfg(tiny_store, epochs=1, max_steps=3, amp="bf16", memory_format="channels_last")
     s = train.run(cfg, progress=False)
     assert s["steps"] == 3 and s["loss_f_normal" if "loss_f_normal" in s else "loss_f_pseudo"] > 0
+    metrics = json.loads((tiny_store / "train/metrics.json").read_text())
+    assert (metrics["amp"], metrics["memory_format"], metrics["threads"]) == ("bf16", "channels_last", torch.get_num_threads())
+    # weights, BN statistics and optimiser state stay fp32 under autocast: in model.pt and in the checkpoint
+    blob = torch.load(tiny_store / "train/model.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in blob["state_dict"].values() if v.is_floating_point())
+    ck = torch.load(tiny_store / "train/checkpoints/last.pt", weights_only=True)
+    floats = [v for sd in ck["modules"].values() for v in sd.values() if v.is_floating_point()]
+    floats += [v for o in ck["optimizers"].values() for st in o["state"].values() for v in st.values()
+               if torch.is_tensor(v) and v.is_floating_point() and v.ndim > 0]
+    assert floats and all(v.dtype == torch.float32 for v in floats)
     model, _ = load_model(tiny_store / "train/model.pt")
-    assert next(model.parameters()).dtype == torch.float32  # weights stay fp32 under autocast
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_batch_gather_equals_collated_clips(tiny_store):
+    from torch.utils.data import default_collate
+
+    from pseudovad.data.store import FrameStore
+    from pseudovad.training.fit import video_datasets
+
+    for step in (1, 2):
+        cfg = config_mod.with_values(_tiny_train_cfg(tiny_store), {"data.frame_step": step})
+        ds, _, _ = video_datasets(cfg, FrameStore(cfg.data.store))
+        idx = [5, 0, len(ds) - 1, 3]
+        got = ds.batch(idx)
+        want = default_collate([ds[i] for i in idx])
+        assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
+
+
+def test_loader_workers_do_not_change_the_run(tiny_store):
+    a = train.run(_tiny_train_cfg(tiny_store, epochs=2, out=str(tiny_store / "w0")), progress=False)
+    cfg = config_mod.with_values(_tiny_train_cfg(tiny_store, epochs=2, out=str(tiny_store / "w2")), {"data.num_workers": 2})
+    b = train.run(cfg, progress=False)
+    assert (a["steps"], a["num_workers"], b["num_workers"]) == (b["steps"], 0, 2)
+    wa = torch.load(tiny_store / "w0/model.pt", weights_only=True)["state_dict"]
+    wb = torch.load(tiny_store / "w2/model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)   # same batches in the same order, every epoch
 
 
 def test_interrupt_after_last_step_still_wraps_up_the_epoch_on_resume(tiny_store):

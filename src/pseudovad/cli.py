@@ -35,6 +35,8 @@ def _common() -> argparse.ArgumentParser:
                    help="override a params key, e.g. -p pseudo.p=0.25 (repeatable)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS,
                    help="compute device (overrides params `device`)")
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="CPU threads for torch (default: OMP_NUM_THREADS if set, else one per core)")
     return p
 
 
@@ -66,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("urllib3", "botocore", "matplotlib", "PIL", "alembic", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if getattr(args, "threads", None) is not None:
+            from pseudovad.device import set_threads
+
+            set_threads(args.threads)
         overrides = list(getattr(args, "set", []) or [])
         if getattr(args, "device", None):
             overrides.append(f"device={args.device}")

@@ -39,7 +39,7 @@ class DataConfig:
     scored_index: int = 8                   # 0-based index of the scored frame in a clip (9th frame)
     clip_stride: int = 1                    # step between training clip starts
     frame_step: int = 1                     # temporal subsampling inside a clip
-    num_workers: int = 0                    # DataLoader workers
+    num_workers: Optional[int] = None       # DataLoader workers; None: 0 on CPU, up to 4 on CUDA
 
 
 @dataclass
@@ -115,7 +115,8 @@ class TrainConfig:
     max_steps: int = 0                      # stop after this many F steps; 0 = no limit
     max_clips_per_epoch: int = 0            # subsample the clip index each epoch; 0 = all
     checkpoint_every: int = 200             # steps between checkpoints (also at every epoch end)
-    amp: bool = False                       # bf16 autocast
+    amp: str = "auto"                       # auto | bf16 | off: bf16 autocast (auto: where the device has bf16)
+    memory_format: str = "auto"             # auto | channels_last | contiguous (auto: the measured faster one)
     compile: bool = False                   # torch.compile the models
     init: Optional[str] = None              # warm start: a model.pt or models:/NAME@ALIAS
     out: str = "runs/train"                 # checkpoints, metrics, model.pt
@@ -250,7 +251,13 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
+# Keys that used to be booleans: the old YAML values keep their meaning.
+_LEGACY_BOOLS = {"train.amp": {False: "off", True: "bf16"}}
+
+
 def _coerce(key: str, tp: Any, value: Any) -> Any:
+    if isinstance(value, bool) and key in _LEGACY_BOOLS:
+        return _LEGACY_BOOLS[key][value]
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union:  # Optional[X]
@@ -364,6 +371,8 @@ _CHOICES = {
     "score.normalization": ("calibrated", "minmax"),
     "tune.scheduler": ("asha", "fifo"),
     "tune.search": ("random", "grid", "optuna", "hyperopt"),
+    "train.amp": ("auto", "bf16", "off"),
+    "train.memory_format": ("auto", "channels_last", "contiguous"),
 }
 
 
@@ -398,7 +407,7 @@ def validate(cfg: Config) -> Config:
     _check(0 <= d.scored_index < d.clip_len, "data.scored_index", f"must be in [0, clip_len), got {d.scored_index}")
     _check(d.clip_stride >= 1, "data.clip_stride", f"must be ≥ 1, got {d.clip_stride}")
     _check(d.frame_step >= 1, "data.frame_step", f"must be ≥ 1, got {d.frame_step}")
-    _check(d.num_workers >= 0, "data.num_workers", f"must be ≥ 0, got {d.num_workers}")
+    _check(d.num_workers is None or d.num_workers >= 0, "data.num_workers", f"must be ≥ 0 or null, got {d.num_workers}")
     s = cfg.synthetic
     for k in ("train_videos", "test_videos"):
         _check(getattr(s, k) >= 1, f"synthetic.{k}", f"must be ≥ 1, got {getattr(s, k)}")

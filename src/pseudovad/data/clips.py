@@ -16,13 +16,19 @@ from pseudovad.errors import DataError
 from pseudovad.geometry import ClipGeometry
 
 
+def _scale(x: torch.Tensor, value_range: str) -> torch.Tensor:
+    """uint8 → float32 in the model's range, in place after the one conversion (same values,
+    bit for bit, as `x / 127.5 - 1`)."""
+    x = x.to(torch.float32)
+    return x.div_(127.5).sub_(1.0) if value_range == "tanh" else x.div_(255.0)
+
+
 def to_tensor(frames: np.ndarray, value_range: str = "tanh") -> torch.Tensor:
     """uint8 (L, H, W[, C]) → float (C, L, H, W) in [-1, 1] ("tanh") or [0, 1] ("unit")."""
-    x = torch.from_numpy(np.array(frames, dtype=np.float32))  # copy out of the memmap
+    x = torch.from_numpy(np.array(frames))  # copy the uint8 frames out of the memmap
     if x.ndim == 3:
         x = x.unsqueeze(-1)
-    x = x.permute(3, 0, 1, 2)
-    return x / 127.5 - 1.0 if value_range == "tanh" else x / 255.0
+    return _scale(x.permute(3, 0, 1, 2), value_range)
 
 
 class ClipDataset(Dataset):
@@ -62,6 +68,21 @@ class ClipDataset(Dataset):
         arr = self._array(vi)
         frames = arr[self.geometry.window(s)]
         return to_tensor(frames, self.value_range), vi, s
+
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Items `indices` already collated: (clips (B, C, L, H, W), video indices, start frames).
+
+        The training loader's fetch (training.loop): the uint8 frames of all clips are gathered
+        into one array and converted to float once, instead of one float tensor per clip and a
+        stacked copy of them all. Same values as collating `self[i]` for i in `indices`.
+        """
+        rows = self.index[np.asarray(indices, dtype=np.int64)]
+        u8 = np.stack([self._array(int(vi))[self.geometry.window(int(s))] for vi, s in rows])
+        x = torch.from_numpy(u8)
+        if x.ndim == 4:
+            x = x.unsqueeze(-1)
+        clips = _scale(x.permute(0, 4, 1, 2, 3), self.value_range)
+        return clips, torch.from_numpy(rows[:, 0].copy()), torch.from_numpy(rows[:, 1].copy())
 
     def __getstate__(self):
         state = self.__dict__.copy()

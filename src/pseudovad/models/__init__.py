@@ -39,6 +39,14 @@ def build_generator(cfg: Config) -> nn.Module:
     return VideoNoiseGenerator(cfg.data.channels, lt.g_width)
 
 
+def model_kind(cfg: Config) -> str:
+    """"video" (LTGPA's 3D conv models), "image" (its 2D image variant) or "vit" (MAE-NCT): what
+    decides the memory format a model trains fastest in (pseudovad.device.FASTEST_FORMAT)."""
+    if cfg.model.method == "ltgpa":
+        return "image" if cfg.model.ltgpa.variant == "image" else "video"
+    return "vit"
+
+
 def value_range(cfg: Config) -> str:
     """'tanh' ([-1, 1]) for video models, 'unit' ([0, 1]) for the image variant."""
     return "unit" if cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image" else "tanh"

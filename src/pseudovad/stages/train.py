@@ -32,7 +32,8 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
         for record in result["history"]:  # epochs a killed run trained before this one resumed
             if record["epoch"] not in logged:
                 tracking.log_epoch(record)
-        tracking.set_tags({"data.fingerprint": result["fingerprint"]})
+        tracking.set_tags({"data.fingerprint": result["fingerprint"],
+                           **{f"train.resolved.{k}": v for k, v in result["runtime"].items()}})
         tracking.log_metrics({k: result.get(k) for k in ("val_psnr_mean", "seconds", "train_clips")})
         folder = Path(out or cfg.train.out)
         for name in ("metrics.json", "history.jsonl"):
@@ -53,6 +54,7 @@ def main(cfg: Config, args) -> int:
         cfg = config_mod.with_values(cfg, {"train.init": args.init})
     s = run(cfg, args.store, args.out)
     losses = ", ".join(f"{k}={s[k]:.4g}" for k in sorted(s) if k.startswith(("loss", "noise_norm")) and s[k] is not None)
-    print(f"train: {s['method']} ({s['pseudo_kind']}) {s['steps']} steps on {s['device']} in {s['seconds']}s; "
+    print(f"train: {s['method']} ({s['pseudo_kind']}) {s['steps']} steps on {s['device']} "
+          f"({s['amp']}, {s['memory_format']}) in {s['seconds']}s; "
           f"{losses} → {s['model']}")
     return 0

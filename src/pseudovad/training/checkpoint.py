@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 def params_hash(cfg_dict: dict[str, Any]) -> str:
     """Hash of the settings that shape a run; a checkpoint from other settings is not resumed."""
     keep = {k: cfg_dict[k] for k in ("seed", "data", "model", "pseudo")}
-    keep["train"] = {k: v for k, v in cfg_dict["train"].items() if k not in ("checkpoint_every", "out", "compile")}
+    # layout, compilation and loader workers change how a step runs, not what it computes: a run
+    # may resume with other values (train.amp does change the arithmetic, so it stays in)
+    keep["data"] = {k: v for k, v in cfg_dict["data"].items() if k != "num_workers"}
+    keep["train"] = {k: v for k, v in cfg_dict["train"].items()
+                     if k not in ("checkpoint_every", "out", "compile", "memory_format")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -155,9 +155,10 @@ def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path |
         "dataset": cfg.data.name, "steps": result["steps"], "epochs": result["epochs"],
         "train_clips": len(train_set), "val_psnr_mean": float(val_psnr.mean()) if val_psnr.size else None,
         "seconds": round(time.perf_counter() - t0, 2), "device": str(device), "fingerprint": fingerprint,
+        **result["runtime"],   # amp, memory format, threads, loader workers, compile: as resolved
         **{k: v for k, v in final.items() if k not in ("epoch", "step")},
     }
     if best:
         summary["best_epoch"] = best["epoch"]
     write_json(out / "metrics.json", summary)
-    return {**summary, "model": str(out / "model.pt"), "history": result["history"]}
+    return {**summary, "model": str(out / "model.pt"), "history": result["history"], "runtime": result["runtime"]}

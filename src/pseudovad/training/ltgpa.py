@@ -32,8 +32,10 @@ class LTGPAMethod(Method):
         self.lam = cfg.pseudo.lam
         self.G = build_generator(cfg).to(device) if self.kind == "learned" else None
         self.noise: NoiseMaker | None = build_noise(self.kind, self.value_range, cfg.pseudo.sigma, self.G)
-        self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg.train.lr)
-        self.opt_g = (torch.optim.Adam(self.G.parameters(), lr=cfg.train.g_lr or cfg.train.lr)
+        # fused: one kernel per parameter instead of a dozen elementwise ops (the same Adam update;
+        # on a 2-core CPU the small ops' thread synchronisation cost a few % of a bf16 step)
+        self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg.train.lr, fused=True)
+        self.opt_g = (torch.optim.Adam(self.G.parameters(), lr=cfg.train.g_lr or cfg.train.lr, fused=True)
                       if self.G is not None else None)
         self.F_run = torch.compile(self.F) if cfg.train.compile else self.F
         self.G_run = torch.compile(self.G) if (cfg.train.compile and self.G is not None) else self.G

@@ -89,7 +89,8 @@ class MAENCTMethod(Method):
         self.in_frames = m.in_frames
         self.mode = p.mode
         self.steps_per_epoch: int | None = None   # set by training.loop.fit
-        self.opt = torch.optim.AdamW(self.F.parameters(), lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay)
+        self.opt = torch.optim.AdamW(self.F.parameters(), lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay,
+                                     fused=True)   # one kernel per parameter (see LTGPAMethod)
         self.sched = WarmupCosine(self.opt, t.lr, t.warmup_epochs, t.epochs, t.max_steps)
         self.sched.apply(None)
         self._features = torch.compile(self.F.forward_features) if t.compile else self.F.forward_features

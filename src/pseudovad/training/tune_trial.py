@@ -110,11 +110,10 @@ def error_line(e: BaseException) -> str:
 
 def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """The Ray Tune function trainable (see the module doc)."""
-    import torch
     from ray import tune
 
     from pseudovad.data.store import FrameStore
-    from pseudovad.device import resolve_device
+    from pseudovad.device import resolve_device, set_threads
     from pseudovad.evaluation import score_videos, summarize
     from pseudovad.models.model_file import model_meta, save_model
     from pseudovad.training.fit import fit_detector
@@ -134,7 +133,9 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     if setup.get("tracking"):
         os.environ["MLFLOW_TRACKING_URI"] = setup["tracking"]["uri"]
     cfg = trial_config(setup, overrides, out)
-    torch.set_num_threads(max(1, int(setup.get("threads", 1))))
+    # Ray reserved tune.cpus_per_trial CPUs for this trial: torch gets exactly that many threads
+    # (intra- and inter-op), and data.num_workers: null then resolves from it (none on CPU)
+    set_threads(max(1, int(setup.get("threads", 1))))
 
     store = FrameStore(setup["store"])
     val = store.videos("testing", setup["val_videos"])
