@@ -36,23 +36,50 @@ def alternate(contenders: dict[str, Callable[[], object]], rounds: int, warmup: 
     """Per contender: warm-up calls, then `rounds` timed calls interleaved with the others'.
 
     A call must not return before its work is done (a train_step returns Python floats, which
-    synchronises with a GPU). Returns {name: {"times": [...], "median": s, "min": s}}.
+    synchronises with a GPU). Wall time is what a user waits; CPU time (`time.process_time`, all
+    of this process's threads) is the work done, which other jobs on the machine disturb far less
+    (with one thread it is close to the step's cost on an idle machine; with more it also counts
+    threads spinning at barriers). Returns {name: {"times", "median", "min", "cpu", "cpu_median"}}.
     """
     names = list(contenders)
     for n in names:
         for _ in range(warmup):
             contenders[n]()
-    times: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         k = r % len(names)
         for n in names[k:] + names[:k]:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             contenders[n]()
-            times[n].append(time.perf_counter() - t0)
+            wall[n].append(time.perf_counter() - t0)
+            cpu[n].append(time.process_time() - c0)
         if on_round:
             on_round(r)
-    return {n: {"times": [round(t, 5) for t in ts], "median": statistics.median(ts), "min": min(ts)}
-            for n, ts in times.items()}
+    return {n: {"times": [round(t, 5) for t in wall[n]], "median": statistics.median(wall[n]), "min": min(wall[n]),
+                "cpu": [round(t, 5) for t in cpu[n]], "cpu_median": statistics.median(cpu[n])} for n in names}
+
+
+def cold_compile_cache(names: list[str]) -> None:
+    """torch.compile contenders compile into a fresh inductor cache, so their first call costs what
+    a first training run pays (a re-run with the same shapes finds its kernels in the cache,
+    /tmp/torchinductor_$USER, and compiles much faster). Call before torch is imported."""
+    if any(n.endswith("+compile") for n in names):
+        import atexit
+        import shutil
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix="pv-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+        atexit.register(shutil.rmtree, path, True)
+
+
+def set_threads(n: int) -> None:
+    """--threads of the benchmark scripts (0: torch's default: OMP_NUM_THREADS, else every core)."""
+    if n:
+        from pseudovad.device import set_threads as apply
+
+        apply(n)
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -106,10 +133,23 @@ def peaks(m: dict) -> dict:
             "how": f"{cores} threads × {ghz:.2f} GHz × {fp32_per_cycle} (fp32) / {bf16_per_cycle} (bf16) FLOPs/cycle"}
 
 
-def write_result(name: str, payload: dict) -> Path:
+def write_result(name: str, machine_info: dict, rows: list[dict], key: tuple[str, ...], **extra) -> Path:
+    """benchmarks/results/<name>.json: {"rows": [...], ...}. Rows from earlier invocations whose
+    `key` fields differ from every new row's are kept (e.g. a 1-thread run next to a 2-thread one),
+    so one file holds the latest measurement of every configuration; each row carries the machine,
+    date and load it was measured with."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    for r in rows:
+        r.setdefault("machine", machine_info)
+    new_keys = {tuple(r.get(k) for k in key) for r in rows}
+    old = []
+    if path.is_file():
+        try:
+            old = [r for r in json.loads(path.read_text()).get("rows", []) if tuple(r.get(k) for k in key) not in new_keys]
+        except (ValueError, AttributeError):
+            old = []
+    path.write_text(json.dumps({"rows": old + rows, **extra}, indent=1) + "\n")
     return path
 
 

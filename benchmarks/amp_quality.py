@@ -10,7 +10,7 @@ difference bf16 − fp32, against the requirement |Δ| ≤ 0.5 point.
 No hyper-parameter is chosen here: this is a check of a fixed setting, reported on the whole
 synthetic test split.
 
-    .venv/bin/python benchmarks/amp_quality.py [--seeds 0,1,2] [--out-root runs/amp_quality] [--no-write]
+    .venv/bin/python benchmarks/amp_quality.py [--seeds 0,1,2] [--threads N] [--out-root runs/amp_quality] [--no-write]
 """
 from __future__ import annotations
 
@@ -29,10 +29,11 @@ import _speed
 ROOT = _speed.REPO
 
 
-def cli(args: list[str], cwd: Path) -> str:
+def cli(args: list[str], cwd: Path, threads: int = 0) -> str:
     env = {**os.environ, "PSEUDOVAD_NO_PROGRESS": "1", "MPLBACKEND": "Agg"}
     exe = Path(sys.executable).with_name("pseudovad")
-    out = subprocess.run([str(exe), *args, "-p", "tracking.enabled=false"], cwd=cwd, env=env,
+    extra = ["--threads", str(threads)] if threads else []
+    out = subprocess.run([str(exe), *args, *extra, "-p", "tracking.enabled=false"], cwd=cwd, env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"pseudovad {' '.join(args)} failed:\n{out.stderr[-3000:]}")
@@ -43,6 +44,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out-root", default="runs/amp_quality")
+    ap.add_argument("--threads", type=int, default=0, help="--threads for every command (0: torch's default)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     work = (ROOT / a.out_root).resolve()
@@ -57,9 +59,9 @@ def main() -> int:
         for amp in ("off", "bf16"):
             run = f"seed{seed}-{amp}"
             t0 = time.perf_counter()
-            line = cli(["train", "-p", f"seed={seed}", "-p", f"train.amp={amp}", "--out", f"runs/{run}/train"], work)
+            line = cli(["train", "-p", f"seed={seed}", "-p", f"train.amp={amp}", "--out", f"runs/{run}/train"], work, a.threads)
             secs = time.perf_counter() - t0
-            cli(["evaluate", "--model", f"runs/{run}/train/model.pt", "--out", f"runs/{run}/evaluate"], work)
+            cli(["evaluate", "--model", f"runs/{run}/train/model.pt", "--out", f"runs/{run}/evaluate"], work, a.threads)
             tm = json.loads((work / f"runs/{run}/train/metrics.json").read_text())
             ev = json.loads((work / f"runs/{run}/evaluate/metrics.json").read_text())
             row[amp] = {"auc_micro": ev["auc_micro"], "auc_macro": ev["auc_macro"], "steps": tm["steps"],
@@ -84,7 +86,7 @@ def main() -> int:
     print(f"\nrequirement |Δ| ≤ 0.5 point for every seed: {'met' if ok else 'NOT met'} "
           f"(max |Δ| {max(abs(x) for x in d):.2f}); load {m['load_before']} → {_speed.load()}")
     if not a.no_write:
-        p = _speed.write_result("amp_quality", {"machine": m, "rows": rows, "max_abs_delta_points": max(abs(x) for x in d)})
+        p = _speed.write_result("amp_quality", m, rows, ("seed",), max_abs_delta_points=max(abs(x) for x in d))
         print(f"→ {p.relative_to(ROOT)}")
     return 0
 

@@ -71,14 +71,16 @@ def step_rate(cfg, method, rt, device, steps: int, batch: int) -> dict:
     x = x.contiguous(memory_format=rt.input_format)
     gen = torch.Generator().manual_seed(0)
     method.train()
-    times = []
+    times, cpu = [], []
     for i in range(steps + 1):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         with rt.precision.autocast(device):
             method.train_step(x, gen)
         if i:
             times.append(time.perf_counter() - t0)
-    return {"median": statistics.median(times), "min": min(times), "clips_per_s": batch / statistics.median(times)}
+            cpu.append(time.process_time() - c0)
+    return {"median": statistics.median(times), "min": min(times), "clips_per_s": batch / statistics.median(times),
+            "cpu_median": statistics.median(cpu), "clips_per_cpu_s": batch / statistics.median(cpu)}
 
 
 def main() -> int:
@@ -87,6 +89,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per loader contender (alternating)")
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default, all cores)")
     ap.add_argument("-p", "--set", action="append", default=[], metavar="KEY=VALUE",
                     help="params override, e.g. -p data.root=/path/to/ped2 (from a worktree without ../shared)")
     ap.add_argument("--no-write", action="store_true")
@@ -100,6 +103,7 @@ def main() -> int:
     from pseudovad.stages import extract as extract_stage
     from pseudovad.stages.train import video_datasets
 
+    _speed.set_threads(a.threads)
     m = _speed.machine()
     device = resolve_device(a.device)
     rows = []
@@ -113,24 +117,28 @@ def main() -> int:
         ld = _speed.alternate(fns, a.epochs, warmup=1)   # the warm-up epoch also fills the page cache
         st = step_rate(cfg, method, rt, device, a.steps, batch)
         n = len(train_set)
-        row = {"profile": prof, "params": path, "clips": n, "input": f"{cfg.data.clip_len}x{cfg.data.size[0]}x{cfg.data.size[1]}",
+        row = {"profile": prof, "device": a.device, "params": path, "clips": n, "input": f"{cfg.data.clip_len}x{cfg.data.size[0]}x{cfg.data.size[1]}",
                "batch": batch, "step": st, "amp": rt.precision.name, "memory_format": rt.memory_format,
                "default_workers": rt.num_workers, "load_before": load0, "load_after": _speed.load(),
+               "threads": m["threads"],
                "loaders": {k: {"epoch_s_median": v["median"], "clips_per_s": n / v["median"],
-                               "x_step": n / v["median"] / st["clips_per_s"]} for k, v in ld.items()}}
+                               "x_step": n / v["median"] / st["clips_per_s"], "epoch_cpu_s_median": v["cpu_median"],
+                               "x_step_cpu": n / v["cpu_median"] / st["clips_per_cpu_s"]} for k, v in ld.items()}}
         rows.append(row)
         print(f"\n{prof}: {n} training clips of {row['input']}, batch {batch}; step ({rt.precision.name}, "
-              f"{rt.memory_format}, baseline F step): {st['median']:.3f} s median = {st['clips_per_s']:.1f} clips/s; "
+              f"{rt.memory_format}, baseline F step): {st['median']:.3f} s median = {st['clips_per_s']:.1f} clips/s "
+              f"(CPU {st['cpu_median']:.3f} s = {st['clips_per_cpu_s']:.1f} clips per CPU-s); "
               f"load {load0[0]} → {row['load_after'][0]}")
-        print("| loader | epoch (s, median) | clips/s | × step clips/s |")
-        print("|---|---:|---:|---:|")
+        print("| loader | epoch (s, median) | clips/s | × step clips/s | epoch CPU s | × step (CPU time) |")
+        print("|---|---:|---:|---:|---:|---:|")
         for k, v in row["loaders"].items():
-            print(f"| {k} | {v['epoch_s_median']:.2f} | {v['clips_per_s']:.0f} | {v['x_step']:.0f} |")
+            print(f"| {k} | {v['epoch_s_median']:.2f} | {v['clips_per_s']:.0f} | {v['x_step']:.0f} | "
+                  f"{v['epoch_cpu_s_median']:.2f} | {v['x_step_cpu']:.0f} |")
     m["load_after"] = _speed.load()
     print(f"\n{m['cpu']}, {m['threads']} torch threads, load average before {m['load_before']} / after "
           f"{m['load_after']} on {m['cores']} cores; default loader workers on {a.device}: {rows[0]['default_workers']}")
     if not a.no_write:
-        p = _speed.write_result("loader_speed", {"machine": m, "rows": rows})
+        p = _speed.write_result("loader_speed", m, rows, ("profile", "device"))
         print(f"→ {p.relative_to(_speed.REPO)}")
     return 0
 

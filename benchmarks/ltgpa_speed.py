@@ -43,7 +43,9 @@ PROFILES = {
               "variant": "image", "channels": 3},
 }
 VARIANTS = {"baseline": ("none", 0.0), "gaussian": ("gaussian", 1.0), "learned": ("learned", 1.0)}
-EAGER = ["fp32/contiguous", "fp32/channels_last", "bf16/contiguous", "bf16/channels_last"]
+# "+unfused": the step as it was before this benchmark's changes (fp32, for-loop Adam): "today's" step
+EAGER = ["fp32/contiguous+unfused", "fp32/contiguous", "fp32/channels_last", "bf16/contiguous", "bf16/channels_last"]
+REF = "fp32/contiguous+unfused"
 
 
 def make_cfg(profile: str, variant: str, amp: str, fmt: str, compile_: bool, device: str):
@@ -78,11 +80,15 @@ def contender(profile: str, variant: str, name: str, device_name: str):
     from pseudovad.training.ltgpa import LTGPAMethod
 
     compile_ = name.endswith("+compile")
-    amp, fmt = name.removesuffix("+compile").split("/")
+    amp, fmt = name.removesuffix("+compile").removesuffix("+unfused").split("/")
     cfg = make_cfg(profile, variant, "bf16" if amp == "bf16" else "off", fmt, compile_, device_name)
     dev = torch.device(device_name)
     torch.manual_seed(0)
     m = LTGPAMethod(cfg, dev)
+    if name.endswith("+unfused"):  # the code before train.amp existed: fp32, per-op (for-loop) Adam
+        m.opt_f = torch.optim.Adam(m.F.parameters(), lr=cfg.train.lr)
+        if m.G is not None:
+            m.opt_g = torch.optim.Adam(m.G.parameters(), lr=cfg.train.lr)
     rt = prepare(cfg, m)
     m.train()
     x = batch_for(profile, dev).contiguous(memory_format=rt.input_format)
@@ -111,6 +117,7 @@ def f_step_flops(profile: str, device_name: str) -> int:
 
 
 def row(profile: str, variant: str, names: list[str], device: str, rounds: int, warmup: int) -> dict:
+    _speed.cold_compile_cache(names)
     import torch
 
     steps, runtimes, compile_s = {}, {}, {}
@@ -127,6 +134,7 @@ def row(profile: str, variant: str, names: list[str], device: str, rounds: int, 
            "batch": PROFILES[profile]["batch"], "rounds": rounds, "warmup": warmup,
            "load_before": load0, "load_after": _speed.load(), "contenders": stats,
            "amp_reason": {n: runtimes[n].precision.reason for n in names}}
+    out["with_compile"] = bool(compile_s)
     if compile_s:
         out["compile_first_call_s"] = compile_s
     if variant == "baseline":
@@ -164,6 +172,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7, help="timed steps per contender (alternating)")
     ap.add_argument("--paper-rounds", type=int, default=3, help="rounds for the paper profile (slow steps)")
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default, all cores)")
     ap.add_argument("--compile", action="store_true", help="add torch.compile contenders")
     ap.add_argument("--memory", action="store_true", help="peak memory per contender (fresh processes)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results")
@@ -171,6 +180,7 @@ def main() -> int:
     ap.add_argument("--mem", help=argparse.SUPPRESS)
     a = ap.parse_args()
     names = a.contenders.split(",")
+    _speed.set_threads(a.threads)
     if a.row:
         prof, var = a.row.split(":")
         print(json.dumps(row(prof, var, names, a.device, a.rounds, a.warmup)))
@@ -189,14 +199,14 @@ def main() -> int:
             if a.compile:
                 cont += ["fp32/contiguous+compile", "bf16/channels_last+compile"]
             rounds = a.paper_rounds if prof == "paper" else a.rounds
-            r = _child(["--row", f"{prof}:{var}", "--device", a.device, "--rounds", str(rounds),
+            r = _child(["--row", f"{prof}:{var}", "--device", a.device, "--rounds", str(rounds), "--threads", str(a.threads),
                         "--warmup", str(a.warmup), "--contenders", ",".join(cont)])
             if r is None:
                 return 1
             if a.memory:
                 r["peak_mib"] = {}
                 for n in cont:
-                    mm = _child(["--mem", f"{prof}:{var}:{n}", "--device", a.device])
+                    mm = _child(["--mem", f"{prof}:{var}:{n}", "--device", a.device, "--threads", str(a.threads)])
                     r["peak_mib"][n] = mm and mm["peak_mib"]
             rows.append(r)
             print_row(r, pk)
@@ -206,22 +216,25 @@ def main() -> int:
     if pk:
         print(f"peaks: fp32 {pk['fp32_gflops']:.0f} GFLOP/s, bf16 {pk['bf16_gflops']:.0f} GFLOP/s ({pk['how']})")
     if not a.no_write:
-        path = _speed.write_result("ltgpa_speed", {"machine": m, "peaks": pk, "rows": rows})
+        for r in rows:
+            r["peaks"] = pk
+        path = _speed.write_result("ltgpa_speed", m, rows, ("profile", "variant", "device", "threads", "with_compile"))
         print(f"→ {path.relative_to(_speed.REPO)}")
     return 0
 
 
 def print_row(r: dict, pk: dict | None) -> None:
     c = r["contenders"]
-    ref = c.get("fp32/contiguous", next(iter(c.values())))["median"]
+    ref = c.get(REF, next(iter(c.values())))["median"]
     print(f"\n{r['profile']} / {r['variant']} (batch {r['batch']}, {r['device']}, {r['threads']} threads, "
           f"{r['rounds']} alternating rounds, load {r['load_before'][0]} → {r['load_after'][0]})")
-    print("| contender | step median (s) | step min (s) | clips/s (median) | × fp32/contiguous | GFLOP/s (F step) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    cref = c.get(REF, next(iter(c.values())))["cpu_median"]
+    print("| contender | step median (s) | step min (s) | clips/s (median) | × before (wall) | CPU s/step (median) | × before (CPU time) | GFLOP/s (F step) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for n, s in c.items():
         gf = f"{r['f_step_flops'] / s['median'] / 1e9:.0f}" if "f_step_flops" in r else "–"
         print(f"| {n} | {_speed.fmt_s(s['median'])} | {_speed.fmt_s(s['min'])} | {r['batch'] / s['median']:.2f} | "
-              f"{ref / s['median']:.2f} | {gf} |")
+              f"{ref / s['median']:.2f} | {_speed.fmt_s(s['cpu_median'])} | {cref / s['cpu_median']:.2f} | {gf} |")
     for n, t in r.get("compile_first_call_s", {}).items():
         eager = c.get(n.removesuffix("+compile"))
         comp = c[n]
@@ -232,8 +245,9 @@ def print_row(r: dict, pk: dict | None) -> None:
     if "f_step_flops" in r and pk:
         best = min(c, key=lambda n: c[n]["median"])
         ach = r["f_step_flops"] / c[best]["median"] / 1e9
-        fp = r["f_step_flops"] / c["fp32/contiguous"]["median"] / 1e9 if "fp32/contiguous" in c else float("nan")
-        print(f"roofline (F step, {r['f_step_flops'] / 1e9:.1f} GFLOP fwd+bwd): fp32/contiguous {fp:.0f} GFLOP/s = "
+        base = REF if REF in c else next(iter(c))
+        fp = r["f_step_flops"] / c[base]["median"] / 1e9
+        print(f"roofline (F step, {r['f_step_flops'] / 1e9:.1f} GFLOP fwd+bwd): {base} {fp:.0f} GFLOP/s = "
               f"{100 * fp / pk['fp32_gflops']:.0f}% of fp32 peak {pk['fp32_gflops']:.0f}; {best} {ach:.0f} GFLOP/s = "
               f"{100 * ach / pk['bf16_gflops']:.1f}% of bf16 peak {pk['bf16_gflops']:.0f} "
               f"({100 * ach / pk['fp32_gflops']:.0f}% of fp32 peak)")

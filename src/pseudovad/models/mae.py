@@ -60,7 +60,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        x = Fn.scaled_dot_product_attention(q, k, v)
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # torch's CPU attention kernels are slower in bf16 than in fp32 at ViT head sizes
+            # (4× at head dim 24, benchmarks/mae_speed.py): under autocast, attend in fp32
+            with torch.autocast("cpu", enabled=False):
+                x = Fn.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        else:
+            x = Fn.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
 
