@@ -35,7 +35,7 @@ def loaders(cfg, train_set, device):
     from torch.utils.data import DataLoader
 
     from pseudovad.training.loop import EpochBatches, Runtime, epoch_order, make_loader, prepare
-    from pseudovad.training.method import build_method
+    from pseudovad.training.methods import build_method
 
     method = build_method(cfg, device)
     rt = prepare(cfg, method)
@@ -101,7 +101,7 @@ def main() -> int:
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
     from pseudovad.stages import extract as extract_stage
-    from pseudovad.stages.train import video_datasets
+    from pseudovad.training.fit import video_datasets
 
     _speed.set_threads(a.threads)
     m = _speed.machine()

@@ -39,7 +39,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "stages/": {"config", "data/", "device", "errors", "evaluation/", "files", "registry", "retraining",
                 "storage", "tracking", "training/"},
     "stages/retrain": {"config", "errors", "files", "retraining", "stages/", "tracking"},
-    "cli": {"config", "errors", "stages/"},
+    "cli": {"config", "device", "errors", "stages/"},
     "__main__": {"cli"},
     "__init__": set(),
 }
