@@ -331,3 +331,49 @@ def test_interrupt_after_last_step_still_wraps_up_the_epoch_on_resume(tiny_store
     s = train.run(cfg, callbacks=[lambda e, r, m: seen.append(e)], progress=False)
     assert seen == [0] and s["steps"] == 3
     assert [h["epoch"] for h in s["history"]] == [0]
+
+
+def test_paper_schedule_keeps_ltgpa_lr_constant_and_builds_no_scheduler():
+    m = method()
+    assert m.schedulers() == {}
+    m.steps_per_epoch = 4
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        m.train_step(clip(), gen)
+    assert m.lrs() == {"lr_f": pytest.approx(1e-3), "lr_g": pytest.approx(1e-3)}
+
+
+def test_ltgpa_cosine_schedule_warms_up_then_decays_f_and_g_together():
+    cfg = config_mod.from_dict(config_mod.deep_merge(SMALL, {
+        "data": {"size": [32, 32]}, "pseudo": {"kind": "learned", "p": 0.5},
+        "train": {"lr": 1e-3, "g_lr": 2e-3, "lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 3}}))
+    torch.manual_seed(0)
+    m = LTGPAMethod(cfg, torch.device("cpu"))
+    m.steps_per_epoch = 2
+    gen = torch.Generator().manual_seed(0)
+    lrs = []
+    for _ in range(6):
+        m.train_step(clip(), gen)
+        lrs.append(m.lrs())
+    assert [r["lr_f"] for r in lrs[:2]] == pytest.approx([0.5e-3, 1e-3])              # warm-up over 2 steps
+    assert all(r["lr_g"] == pytest.approx(2 * r["lr_f"]) for r in lrs)              # one clock for F and G
+    assert lrs[2]["lr_f"] == pytest.approx(1e-3) and lrs[-1]["lr_f"] < lrs[3]["lr_f"] < lrs[2]["lr_f"]
+    assert set(m.schedulers()) == {"F", "G"}
+
+
+def test_lr_schedule_is_validated_and_defaults_per_method():
+    from pseudovad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.lr_schedule: must be constant, cosine or null"):
+        config_mod.from_dict({"train": {"lr_schedule": "linear"}})
+    assert config_mod.lr_schedule(config_mod.from_dict({})) == "constant"
+    assert config_mod.lr_schedule(config_mod.from_dict({"model": {"method": "mae_nct"}})) == "cosine"
+    assert config_mod.lr_schedule(config_mod.from_dict({"train": {"lr_schedule": "cosine"}})) == "cosine"
+
+
+def test_cosine_schedule_position_is_checkpointed(tiny_store):
+    cfg = _tiny_train_cfg(tiny_store, epochs=2, lr_schedule="cosine", warmup_epochs=1)
+    first = train.run(cfg, progress=False)
+    ck = torch.load(tiny_store / "train/checkpoints/last.pt", weights_only=True)
+    assert ck["schedulers"]["F"]["step_count"] == first["steps"]
+    assert first["history"][-1]["lr_f"] < cfg.train.lr

@@ -111,7 +111,9 @@ class TrainConfig:
     lr: float = 1e-4
     g_lr: Optional[float] = None            # G's learning rate; None: same as lr
     weight_decay: float = 0.0               # AdamW weight decay (MAE-NCT: 0.05)
-    warmup_epochs: int = 0                  # MAE-NCT cosine schedule warm-up
+    warmup_epochs: int = 0                  # linear lr warm-up epochs (MAE-NCT paper: 10)
+    lr_schedule: Optional[str] = None       # constant | cosine; None: the method's paper schedule
+                                            # (LTGPA constant, MAE-NCT cosine)
     max_steps: int = 0                      # stop after this many F steps; 0 = no limit
     max_clips_per_epoch: int = 0            # subsample the clip index each epoch; 0 = all
     checkpoint_every: int = 200             # steps between checkpoints (also at every epoch end)
@@ -396,6 +398,14 @@ def ltgpa_downsampling(cfg: Config) -> tuple[int, int]:
     return 2 ** (n - 1), 2 ** n
 
 
+def lr_schedule(cfg: Config) -> str:
+    """The learning-rate schedule's shape: `train.lr_schedule`, or the method's paper schedule
+    (LTGPA: constant Adam; MAE-NCT: warm-up + cosine) when it is null."""
+    if cfg.train.lr_schedule is not None:
+        return cfg.train.lr_schedule
+    return "cosine" if cfg.model.method == "mae_nct" else "constant"
+
+
 def validate(cfg: Config) -> Config:
     for key, choices in _CHOICES.items():
         v = _get(cfg, key)
@@ -431,6 +441,8 @@ def validate(cfg: Config) -> Config:
     _check(t.g_lr is None or t.g_lr > 0, "train.g_lr", f"must be > 0, got {t.g_lr}")
     _check(t.weight_decay >= 0, "train.weight_decay", f"must be ≥ 0, got {t.weight_decay}")
     _check(t.warmup_epochs >= 0, "train.warmup_epochs", f"must be ≥ 0, got {t.warmup_epochs}")
+    _check(t.lr_schedule in (None, "constant", "cosine"), "train.lr_schedule",
+           f"must be constant, cosine or null (the method's paper schedule), got {t.lr_schedule!r}")
     _check(t.max_steps >= 0, "train.max_steps", f"must be ≥ 0, got {t.max_steps}")
     _check(t.max_clips_per_epoch >= 0, "train.max_clips_per_epoch", f"must be ≥ 0, got {t.max_clips_per_epoch}")
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", f"must be ≥ 1, got {t.checkpoint_every}")

@@ -8,16 +8,21 @@ Per batch, with probability p (`pseudo.p`) the batch is pseudo-anomalous:
           updated F into G, but only G's optimiser steps and F's BatchNorm statistics are
           restored afterwards, so F is bit-identical after a G step)
 Norms are means over all elements, as in the paper's MSE losses.
+Optimisers: Adam for F and G (paper). The paper's lr is constant; `train.lr_schedule: cosine`
+and/or `train.warmup_epochs` put both optimisers on a per-step warm-up + cosine schedule
+(`pseudovad.training.schedule`), for short CPU runs; with neither, no schedule object exists and
+training is exactly the paper's.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as Fn
 
-from pseudovad.config import Config
+from pseudovad.config import Config, lr_schedule
 from pseudovad.models import build_generator, build_model, value_range
 from pseudovad.pseudo.noise import NoiseMaker, build_noise
 from pseudovad.training.method import Method
+from pseudovad.training.schedule import WarmupCosine
 
 
 class LTGPAMethod(Method):
@@ -37,6 +42,15 @@ class LTGPAMethod(Method):
         self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg.train.lr, fused=True)
         self.opt_g = (torch.optim.Adam(self.G.parameters(), lr=cfg.train.g_lr or cfg.train.lr, fused=True)
                       if self.G is not None else None)
+        t = cfg.train
+        shape = lr_schedule(cfg)
+        self.steps_per_epoch: int | None = None   # set by training.loop.fit
+        self.scheds: dict[str, WarmupCosine] = {}
+        if shape != "constant" or t.warmup_epochs > 0:
+            for k, opt in self.optimizers().items():
+                base = opt.param_groups[0]["lr"]
+                self.scheds[k] = WarmupCosine(opt, base, t.warmup_epochs, t.epochs, t.max_steps, shape)
+                self.scheds[k].apply(None)
         self.F_run = torch.compile(self.F) if cfg.train.compile else self.F
         self.G_run = torch.compile(self.G) if (cfg.train.compile and self.G is not None) else self.G
         if self.noise is not None and self.G_run is not None:
@@ -47,6 +61,9 @@ class LTGPAMethod(Method):
 
     def optimizers(self):
         return {"F": self.opt_f, **({"G": self.opt_g} if self.opt_g is not None else {})}
+
+    def schedulers(self):
+        return dict(self.scheds)
 
     def predictor(self):
         return self.F
@@ -83,6 +100,17 @@ class LTGPAMethod(Method):
         return float(loss.detach()), float(rec_loss.detach())
 
     def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        # every loop step advances both schedules (G's too, on normal batches: one clock)
+        for s in self.scheds.values():
+            s.apply(self.steps_per_epoch)
+            s.step_count += 1
+        return self._step(clip, gen)
+
+    def end_epoch(self, epoch: int) -> None:
+        for s in self.scheds.values():
+            s.epoch = epoch + 1
+
+    def _step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
         if not self.is_pseudo(gen):
             return {"loss_f_normal": self.f_step(clip, clip, False)}
         learned = self.G is not None

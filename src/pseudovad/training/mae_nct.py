@@ -11,69 +11,21 @@ A clip holds T = `model.mae.in_frames` input frames X and the next frame Y. Per 
   prob  with probability `pseudo.p` the whole batch is masked and trained as
         λ_P·(L_int+L_gd)(Y^P, Y), otherwise as the normal term; no KL (the "pseudo anomalies
         instead of NCT" row)
-Optimiser: AdamW (0.9, 0.999), `train.lr`, `train.weight_decay`. Schedule: linear warm-up over
-`train.warmup_epochs` then cosine decay to 0, stepped per batch (the loop tells the method its
-steps per epoch); see `WarmupCosine`.
+Optimiser: AdamW (0.9, 0.999), `train.lr`, `train.weight_decay`. Schedule (`train.lr_schedule`,
+the paper's `cosine` by default): linear warm-up over `train.warmup_epochs` then cosine decay to
+0, stepped per batch (the loop tells the method its steps per epoch); see
+`pseudovad.training.schedule`.
 """
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 
-from pseudovad.config import Config
+from pseudovad.config import Config, lr_schedule
 from pseudovad.models.mae import MAEPredictor
 from pseudovad.pseudo.mask import random_patch_mask
 from pseudovad.training.losses import prediction_loss, symmetric_kl
 from pseudovad.training.method import Method
-
-
-class WarmupCosine:
-    """lr = base · factor(step): linear warm-up over `warmup_epochs`, then half a cosine to 0.
-
-    Per step when the loop has set `steps_per_epoch` on the method (it does, before the first
-    step), so a short CPU run still gets a smooth warm-up; per epoch otherwise (advanced by
-    `end_epoch`). The horizon is epochs·steps_per_epoch, capped by `train.max_steps` like the
-    loop's own stopping rule, so the cosine reaches ~0 at the last step actually taken.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup_epochs: int, epochs: int,
-                 max_steps: int = 0):
-        self.optimizer = optimizer
-        self.base_lr = base_lr
-        self.warmup_epochs = warmup_epochs
-        self.epochs = epochs
-        self.max_steps = max_steps
-        self.step_count = 0   # optimiser steps taken
-        self.epoch = 0        # epochs finished
-
-    def factor(self, steps_per_epoch: int | None) -> float:
-        if steps_per_epoch:
-            s, per = self.step_count, steps_per_epoch
-            total = per * self.epochs
-            if self.max_steps:
-                total = min(total, self.max_steps)
-        else:
-            s, per, total = self.epoch, 1, self.epochs
-        warm = min(self.warmup_epochs * per, total)
-        if s < warm:
-            return (s + 1) / warm
-        span = max(total - warm, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(s - warm, span) / span))
-
-    def apply(self, steps_per_epoch: int | None) -> float:
-        lr = self.base_lr * self.factor(steps_per_epoch)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        return lr
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step_count": self.step_count, "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_count = int(state["step_count"])
-        self.epoch = int(state["epoch"])
+from pseudovad.training.schedule import WarmupCosine  # noqa: F401  (re-exported: its home before schedule.py)
 
 
 class MAENCTMethod(Method):
@@ -91,7 +43,7 @@ class MAENCTMethod(Method):
         self.steps_per_epoch: int | None = None   # set by training.loop.fit
         self.opt = torch.optim.AdamW(self.F.parameters(), lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay,
                                      fused=True)   # one kernel per parameter (see LTGPAMethod)
-        self.sched = WarmupCosine(self.opt, t.lr, t.warmup_epochs, t.epochs, t.max_steps)
+        self.sched = WarmupCosine(self.opt, t.lr, t.warmup_epochs, t.epochs, t.max_steps, lr_schedule(cfg))
         self.sched.apply(None)
         self._features = torch.compile(self.F.forward_features) if t.compile else self.F.forward_features
 

@@ -1,0 +1,174 @@
+"""One exploratory Ped2 training run, evaluated along the way: the recipe search's logbook.
+
+Trains one params file (+ overrides) with the pipeline's own `train` stage and keeps a copy of
+the detector every `--snap-every` epochs; after training (so the training wall time is clean)
+each copy scores every test video and the run appends ONE line to
+`benchmarks/results/ped2_explore.jsonl`: the overrides, commit, machine load, steps, minutes,
+seconds per step, and per snapshot the micro AUC on
+
+  val      the validation videos (`--val-videos`, default 01, 04, 07): the ONLY number a recipe
+           is chosen on,
+  held-out the other nine test videos, and
+  all      all twelve (the papers' protocol),
+
+so the selection is auditable and the AUC-versus-training-minutes curve of the run comes free.
+A snapshot copies weights (no file, no optimiser state); the copies are scored with the same
+`score_videos` + `summarize` as `evaluate`.
+
+    .venv/bin/python benchmarks/ped2_explore.py --name ltgpa-base-lr5e-4 -p pseudo.kind=none \\
+        -p train.amp=true -p train.max_steps=8000 --snap-every 4
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import _ped2  # benchmarks/ (this script's folder) is on sys.path; it puts src/ there too
+from pseudovad import config as config_mod
+
+VAL_VIDEOS = ["01", "04", "07"]
+
+
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def split_aucs(labels: dict, psnr: dict, val: list[str]) -> dict:
+    """Micro AUC on the validation videos, the held-out others and all videos (+ per-video AUC)."""
+    from pseudovad.evaluation.metrics import summarize
+
+    held = [v for v in labels if v not in val]
+    out = {}
+    for name, ids in (("val", val), ("held_out", held), ("all", list(labels))):
+        m = summarize({v: labels[v] for v in ids}, {v: psnr[v] for v in ids})
+        out[f"{name}_auc"] = round(100 * m["auc_micro"], 2)
+        if name == "all":
+            out["all_macro"] = None if m["auc_macro"] is None else round(100 * m["auc_macro"], 2)
+            out["video_auc"] = {v: None if a is None else round(100 * a, 2) for v, a in m["video_auc"].items()}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True, help="run name in the log (say what the run changes)")
+    ap.add_argument("--params", default="configs/ped2-cpu.yaml")
+    _ped2.add_set_option(ap)
+    ap.add_argument("--snap-every", type=int, default=1, help="epochs between snapshots (the last epoch always)")
+    ap.add_argument("--val-videos", default=",".join(VAL_VIDEOS))
+    ap.add_argument("--out-root", default="runs/ped2-explore")
+    ap.add_argument("--log", default="benchmarks/results/ped2_explore.jsonl")
+    ap.add_argument("--note", default="", help="free text for the log (why this run)")
+    ap.add_argument("--eval-fp32", action="store_true", help="score snapshots in fp32 (default: bf16 autocast, "
+                    "~2× faster; --check-fp32 measures the difference)")
+    ap.add_argument("--check-fp32", action="store_true", help="also score the last snapshot in fp32 and log both")
+    a = _ped2.parse(ap)
+
+    import numpy as np
+    import torch
+
+    from pseudovad.data.store import FrameStore
+    from pseudovad.device import resolve_device
+    from pseudovad.evaluation.scoring import score_videos
+    from pseudovad.models.io import load_model
+    from pseudovad.stages import train as train_stage
+    from pseudovad.stages.train import video_datasets
+    from pseudovad.training.loop import steps_per_epoch
+
+    out = Path(a.out_root) / a.name
+    sets = [*a.set, "tracking.enabled=false", f"train.out={out / 'train'}", f"evaluate.out={out / 'evaluate'}"]
+    cfg = config_mod.load(a.params, sets)
+    _ped2.extract(cfg)
+    store = FrameStore(cfg.data.store)
+    train_set, _, _ = video_datasets(cfg, store)
+    per_epoch = steps_per_epoch(len(train_set), cfg)
+    if cfg.train.max_steps:   # the step cap, not the epoch count, ends the run (and the cosine spans it)
+        epochs = max(1, math.ceil(cfg.train.max_steps / per_epoch))
+        if epochs != cfg.train.epochs:
+            sets.append(f"train.epochs={epochs}")
+            cfg = config_mod.load(a.params, sets)
+    val = [v.strip() for v in a.val_videos.split(",") if v.strip()]
+
+    snaps: list[dict] = []
+    loads: list[float] = [load_avg()]
+    clock = {"train_s": 0.0, "mark": 0.0}
+
+    def snapshot(epoch: int, record: dict, method) -> None:
+        now = time.perf_counter()
+        clock["train_s"] += now - clock["mark"]
+        loads.append(load_avg())
+        last = epoch + 1 == cfg.train.epochs or record["step"] >= (cfg.train.max_steps or math.inf)
+        if (epoch + 1) % a.snap_every == 0 or last:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in method.predictor().state_dict().items()}
+            snaps.append({"epoch": epoch + 1, "step": record["step"], "train_min": round(clock["train_s"] / 60, 2),
+                          "state": state, "losses": {k: round(v, 6) for k, v in record.items()
+                                                     if k.startswith(("loss", "noise"))}})
+        clock["mark"] = time.perf_counter()
+
+    shutil.rmtree(out, ignore_errors=True)
+    started = dt.datetime.now().isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    clock["mark"] = t0
+    tr = train_stage.run(cfg, callbacks=[snapshot], progress=False)
+    total_train_s = time.perf_counter() - t0
+    load_end = load_avg()
+
+    device = resolve_device(cfg.device)
+    model, meta = load_model(out / "train" / "model.pt", device)
+    entries = store.videos("testing")
+    labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
+    rows = []
+    t1 = time.perf_counter()
+    psnr_last = None
+
+    def score(fp32: bool) -> dict:
+        ctx = nullcontext() if fp32 else torch.autocast(device.type, dtype=torch.bfloat16)
+        with ctx:
+            return score_videos(model, meta, store, entries, device, cfg.evaluate.batch_size)
+
+    for s in snaps:
+        model.load_state_dict(s.pop("state"))
+        psnr = score(a.eval_fp32)
+        s.update(split_aucs(labels, psnr, val))
+        if a.check_fp32 and s is snaps[-1] and not a.eval_fp32:
+            s["fp32_check"] = {k: v for k, v in split_aucs(labels, score(True), val).items() if k != "video_auc"}
+        psnr_last = psnr
+        rows.append(s)
+        print(f"  epoch {s['epoch']:3d} step {s['step']:6d} {s['train_min']:6.1f} min: val {s['val_auc']:.2f}  "
+              f"held-out {s['held_out_auc']:.2f}  all {s['all_auc']:.2f}", flush=True)
+    eval_min = (time.perf_counter() - t1) / 60
+    np.savez(out / "psnr_last.npz", **psnr_last)
+
+    steps = tr["steps"]
+    entry = {
+        "name": a.name, "note": a.note, "started": started, "commit": _ped2.git_rev(),
+        "params": a.params, "overrides": a.set, "method": cfg.model.method,
+        "pseudo": cfg.pseudo.kind if cfg.model.method == "ltgpa" else cfg.pseudo.mode,
+        "size": list(cfg.data.size), "batch": cfg.train.batch_size, "lr": cfg.train.lr, "amp": cfg.train.amp,
+        "steps": steps, "epochs": tr["epochs"], "steps_per_epoch": per_epoch,
+        "train_min": round(total_train_s / 60, 2), "s_per_step": round(clock["train_s"] / max(steps, 1), 4),
+        "eval_min": round(eval_min, 2), "threads": torch.get_num_threads(),
+        "load_start": loads[0], "load_mean": round(float(np.mean(loads)), 2), "load_end": load_end,
+        "val_videos": val, "eval_dtype": "fp32" if a.eval_fp32 else "bf16", "snapshots": rows,
+        "final": {k: rows[-1][k] for k in ("val_auc", "held_out_auc", "all_auc", "all_macro")},
+        "best_val": max(({"epoch": r["epoch"], "step": r["step"], "val_auc": r["val_auc"]} for r in rows),
+                        key=lambda r: r["val_auc"]),
+    }
+    Path(a.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.log, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    print(f"{a.name}: {steps} steps, {entry['train_min']} min train ({entry['s_per_step']} s/step, load "
+          f"{entry['load_mean']}), final val {entry['final']['val_auc']} held-out {entry['final']['held_out_auc']} "
+          f"all {entry['final']['all_auc']} → {a.log}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
