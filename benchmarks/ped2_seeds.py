@@ -163,7 +163,7 @@ def main() -> int:
             for sub in ("train", "evaluate"):
                 (out / sub).exists() and subprocess.run(["rm", "-rf", str(out / sub)], check=True)
             log = open(out / "log.txt", "w")
-            cmd = ["nice", "-n", "10", sys.executable, SCRIPT, "--params", a.params, "--val-videos", a.val_videos,
+            cmd = [sys.executable, SCRIPT, "--params", a.params, "--val-videos", a.val_videos,
                    "--name", a.name, "--method", a.method, "--child", json.dumps(sets)]
             running.append((r, s, out, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
             print(f"{r} seed {s}: started", flush=True)
@@ -242,7 +242,7 @@ def main() -> int:
     text = ["", f"## {a.title or a.name} (`benchmarks/ped2_seeds.py --name {a.name}`)", "",
             f"{_ped2.environment()}. Params `{a.params}`{_ped2.overrides(a.set)}; "
             f"{'train.max_steps = ' + str(a.steps) if a.steps else 'steps from the params file'}; seeds "
-            f"{', '.join(map(str, seeds))}; {a.jobs} single-thread runs at once, niced; machine load during the runs "
+            f"{', '.join(map(str, seeds))}; {a.jobs} single-thread runs at once; machine load during the runs "
             f"{min(loads):.1f}–{max(loads):.1f} (2 cores). Recipes chosen on val videos {a.val_videos.replace(',', ', ')}; "
             "held-out = the other nine; all 12 = the papers' protocol. Mean ± std over seeds. "
             f"Machine-readable: `benchmarks/results/{a.name}.json`. {a.note}", "", md, ""]
