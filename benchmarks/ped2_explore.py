@@ -1,8 +1,8 @@
 """One exploratory Ped2 training run, evaluated along the way: the recipe search's logbook.
 
 Trains one params file (+ overrides) with the pipeline's own `train` stage and keeps a copy of
-the detector every `--snap-every` epochs; after training (so the training wall time is clean)
-each copy scores every test video and the run appends ONE line to
+the detector every `--snap-every` epochs: it scores every test video (time kept out of the
+training clock) and at the end the run appends ONE line to
 `benchmarks/results/ped2_explore.jsonl`: the overrides, commit, machine load, steps, minutes,
 seconds per step, and per snapshot the micro AUC on
 
@@ -12,11 +12,12 @@ seconds per step, and per snapshot the micro AUC on
   all      all twelve (the papers' protocol),
 
 so the selection is auditable and the AUC-versus-training-minutes curve of the run comes free.
-A snapshot copies weights (no file, no optimiser state); the copies are scored with the same
-`score_videos` + `summarize` as `evaluate`.
+A snapshot is scored in the epoch-end callback with the live model (eval mode, restored after;
+the same `score_videos` + `summarize` as `evaluate`), outside the training clock, and appended to
+<out>/snapshots.jsonl as it comes, so a long run shows its curve while it trains.
 
     .venv/bin/python benchmarks/ped2_explore.py --name ltgpa-base-lr5e-4 -p pseudo.kind=none \\
-        -p train.amp=true -p train.max_steps=8000 --snap-every 4
+        -p train.max_steps=8000 --snap-every 4
 """
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ def split_aucs(labels: dict, psnr: dict, val: list[str]) -> dict:
     from pseudovad.evaluation.metrics import summarize
 
     held = [v for v in labels if v not in val]
+    splits = [("val", val)] + ([("held_out", held), ("all", list(labels))] if held else [])   # held: all were scored
     out = {}
-    for name, ids in (("val", val), ("held_out", held), ("all", list(labels))):
+    for name, ids in splits:
         m = summarize({v: labels[v] for v in ids}, {v: psnr[v] for v in ids})
         out[f"{name}_auc"] = round(100 * m["auc_micro"], 2)
         if name == "all":
@@ -68,6 +70,8 @@ def main() -> int:
     ap.add_argument("--note", default="", help="free text for the log (why this run)")
     ap.add_argument("--eval-fp32", action="store_true", help="score snapshots in fp32 (default: bf16 autocast, "
                     "~2× faster; --check-fp32 measures the difference)")
+    ap.add_argument("--snap-all", action="store_true", help="score all test videos at every snapshot (default: "
+                    "only the validation videos, all of them at the last snapshot; scoring costs minutes)")
     ap.add_argument("--check-fp32", action="store_true", help="also score the last snapshot in fp32 and log both")
     a = _ped2.parse(ap)
 
@@ -77,7 +81,7 @@ def main() -> int:
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
     from pseudovad.evaluation.scoring import score_videos
-    from pseudovad.models.io import load_model
+    from pseudovad.models.io import model_meta
     from pseudovad.stages import train as train_stage
     from pseudovad.stages.train import video_datasets
     from pseudovad.training.loop import steps_per_epoch
@@ -96,55 +100,57 @@ def main() -> int:
             cfg = config_mod.load(a.params, sets)
     val = [v.strip() for v in a.val_videos.split(",") if v.strip()]
 
-    snaps: list[dict] = []
+    device = resolve_device(cfg.device)
+    entries = store.videos("testing")
+    labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
+    meta = model_meta(cfg)
+    progress_log = out / "snapshots.jsonl"
+
+    def score(model, fp32: bool, only_val: bool = False) -> dict:
+        ctx = nullcontext() if fp32 else torch.autocast(device.type, dtype=torch.bfloat16)
+        with ctx:
+            return score_videos(model, meta, store, [e for e in entries if not only_val or e.id in val], device,
+                                cfg.evaluate.batch_size)
+
+    rows: list[dict] = []
     loads: list[float] = [load_avg()]
-    clock = {"train_s": 0.0, "mark": 0.0}
+    clock = {"train_s": 0.0, "mark": 0.0, "eval_s": 0.0}
+    last_psnr: dict = {}
 
     def snapshot(epoch: int, record: dict, method) -> None:
+        """Scores the live model now (eval mode, restored after), outside the training clock."""
         now = time.perf_counter()
         clock["train_s"] += now - clock["mark"]
         loads.append(load_avg())
         last = epoch + 1 == cfg.train.epochs or record["step"] >= (cfg.train.max_steps or math.inf)
         if (epoch + 1) % a.snap_every == 0 or last:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in method.predictor().state_dict().items()}
-            snaps.append({"epoch": epoch + 1, "step": record["step"], "train_min": round(clock["train_s"] / 60, 2),
-                          "state": state, "losses": {k: round(v, 6) for k, v in record.items()
-                                                     if k.startswith(("loss", "noise"))}})
+            net = method.predictor()
+            psnr = score(net, a.eval_fp32, only_val=not (last or a.snap_all))
+            s = {"epoch": epoch + 1, "step": record["step"], "train_min": round(clock["train_s"] / 60, 2),
+                 "load": loads[-1], "losses": {k: round(v, 6) for k, v in record.items() if k.startswith(("loss", "noise", "lr"))},
+                 **split_aucs({v: labels[v] for v in psnr}, psnr, val)}
+            if a.check_fp32 and last and not a.eval_fp32:
+                s["fp32_check"] = {k: v for k, v in split_aucs(labels, score(net, True), val).items() if k != "video_auc"}
+            rows.append(s)
+            last_psnr.clear()
+            last_psnr.update(psnr)
+            with open(progress_log, "a") as f:
+                f.write(json.dumps(s) + "\n")
+            print(f"  epoch {s['epoch']:3d} step {s['step']:6d} {s['train_min']:6.1f} min: val {s['val_auc']:.2f}  "
+                  f"held-out {s.get('held_out_auc', '–')}  all {s.get('all_auc', '–')}", flush=True)
+        clock["eval_s"] += time.perf_counter() - now
         clock["mark"] = time.perf_counter()
 
     shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     started = dt.datetime.now().isoformat(timespec="seconds")
     t0 = time.perf_counter()
     clock["mark"] = t0
     tr = train_stage.run(cfg, callbacks=[snapshot], progress=False)
-    total_train_s = time.perf_counter() - t0
+    total_train_s = time.perf_counter() - t0 - clock["eval_s"]
     load_end = load_avg()
-
-    device = resolve_device(cfg.device)
-    model, meta = load_model(out / "train" / "model.pt", device)
-    entries = store.videos("testing")
-    labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
-    rows = []
-    t1 = time.perf_counter()
-    psnr_last = None
-
-    def score(fp32: bool) -> dict:
-        ctx = nullcontext() if fp32 else torch.autocast(device.type, dtype=torch.bfloat16)
-        with ctx:
-            return score_videos(model, meta, store, entries, device, cfg.evaluate.batch_size)
-
-    for s in snaps:
-        model.load_state_dict(s.pop("state"))
-        psnr = score(a.eval_fp32)
-        s.update(split_aucs(labels, psnr, val))
-        if a.check_fp32 and s is snaps[-1] and not a.eval_fp32:
-            s["fp32_check"] = {k: v for k, v in split_aucs(labels, score(True), val).items() if k != "video_auc"}
-        psnr_last = psnr
-        rows.append(s)
-        print(f"  epoch {s['epoch']:3d} step {s['step']:6d} {s['train_min']:6.1f} min: val {s['val_auc']:.2f}  "
-              f"held-out {s['held_out_auc']:.2f}  all {s['all_auc']:.2f}", flush=True)
-    eval_min = (time.perf_counter() - t1) / 60
-    np.savez(out / "psnr_last.npz", **psnr_last)
+    eval_min = clock["eval_s"] / 60
+    np.savez(out / "psnr_last.npz", **last_psnr)
 
     steps = tr["steps"]
     entry = {
