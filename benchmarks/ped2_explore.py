@@ -80,10 +80,10 @@ def main() -> int:
 
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
-    from pseudovad.evaluation.scoring import score_videos
-    from pseudovad.models.io import model_meta
+    from pseudovad.evaluation.streaming import score_videos
+    from pseudovad.models.model_file import model_meta
     from pseudovad.stages import train as train_stage
-    from pseudovad.stages.train import video_datasets
+    from pseudovad.training.fit import video_datasets
     from pseudovad.training.loop import steps_per_epoch
 
     out = Path(a.out_root) / a.name

@@ -40,7 +40,7 @@ def build(opts: dict):
     import torch
 
     from pseudovad import config as config_mod
-    from pseudovad.training.method import build_method
+    from pseudovad.training.methods import build_method
 
     method = opts.get("method", "ltgpa")
     size = opts.get("size", [64, 96])
