@@ -268,3 +268,76 @@ def test_evaluate_mae_nct_scores_the_predicted_frame(evaluated, tmp_path):
     # frames 0 and 1 only ever serve as input: they carry frame 2's score (the first predicted frame);
     # the last frame is predicted, so nothing is filled at the end
     assert psnr_[0] == psnr_[1] == psnr_[2] and psnr_[-1] != psnr_[-2]
+
+
+# ---------------------------------------------------------------------------------------------
+# beyond the papers: region score, pixel AUC, bootstrap intervals (evaluation.protocol)
+
+def test_region_score_pixel_auc_and_intervals_end_to_end(evaluated, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from pseudovad.evaluation import protocol
+    from pseudovad.evaluation.regions import region_psnr
+
+    cfg, tmp, _ = evaluated
+    store = FrameStore(cfg.data.store)
+    tests = store.videos("testing")
+    # masks at twice the model's size (64×64 for a 32×32 model): each model pixel covers 2×2
+    small = {e.id: store.array(e) > np.median(store.array(e)) for e in tests}
+    big = np.concatenate([np.kron(small[e.id], np.ones((1, 2, 2), dtype=bool)) for e in tests])
+    masks = tmp_path / "masks.npz"
+    np.savez(masks, packed=np.packbits(big, axis=-1), shape=np.array(big.shape),
+             video_lengths=np.array([e.frames for e in tests]))
+    det = streaming.Detector(ZeroModel(), model_meta(cfg))     # error map = (x/255 − 0.5)², known
+    m = protocol.evaluate(det, store, tests, tmp_path / "out", dataset="synthetic", model_ref="zero",
+                          fingerprint="f", score="region", region_grid=(4, 4), pixel_masks=masks, bootstrap=200)
+    g = det.geometry
+    first, n = g.first_scored, tests[0].frames - g.span + 1
+    # the model's arithmetic (float32 [-1, 1] → [0, 1]), so intensities tied in exact arithmetic stay tied
+    err = {e.id: ((((torch.from_numpy(np.array(store.array(e))).float() / 127.5 - 1.0) + 1.0) / 2.0 - 0.5) ** 2).numpy()
+           for e in tests}
+    y = np.concatenate([small[e.id][first:first + n].ravel() for e in tests])
+    s = np.concatenate([err[e.id][first:first + n].ravel() for e in tests])
+    assert m["pixel_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-6)
+    rows = list(csv.DictReader((tmp_path / "out" / "scores.csv").open()))
+    v0 = [r for r in rows if r["video"] == tests[0].id]
+    assert float(v0[first]["region_psnr"]) == pytest.approx(float(region_psnr(err[tests[0].id][first], (4, 4))), abs=1e-3)
+    assert v0[0]["region_psnr"] == v0[first]["region_psnr"]      # edge frames carry the first scored frame's
+    assert v0[first]["score"] == v0[first]["region_score"]       # score: region → the files show it
+    assert m["region_auc_micro"] != m["auc_micro"]
+    for k in ("auc_micro", "auc_raw", "region_auc_micro", "pixel_auc"):
+        assert m[f"{k}_ci_low"] <= m[k] <= m[f"{k}_ci_high"], k
+    assert m["bootstrap_resamples"] == 200
+    assert all(isinstance(v, (int, float)) for k, v in m.items() if "_ci_" in k or k.startswith(("region_", "pixel_")))
+
+
+def test_frame_score_files_and_no_bootstrap_by_request(evaluated, tmp_path):
+    from pseudovad.evaluation import protocol
+
+    cfg, tmp, _ = evaluated
+    store = FrameStore(cfg.data.store)
+    det = streaming.Detector(ZeroModel(), model_meta(cfg))
+    m = protocol.evaluate(det, store, store.videos("testing"), tmp_path / "o", dataset="synthetic", model_ref="z",
+                          fingerprint="f", bootstrap=0)
+    rows = list(csv.DictReader((tmp_path / "o" / "scores.csv").open()))
+    for e in store.videos("testing"):     # score: frame (the default) → the files show 1 − normalised frame PSNR
+        vid = [r for r in rows if r["video"] == e.id]
+        assert [float(r["score"]) for r in vid] == pytest.approx(
+            normalize.anomaly_scores(np.array([float(r["psnr"]) for r in vid])).tolist(), abs=1e-3)
+    assert "auc_micro_ci_low" not in m and "pixel_auc" not in m and m["bootstrap_resamples"] == 0
+    # frame PSNR from the map-keeping pass is Detector.score_video's, value for value
+    e = store.videos("testing")[0]
+    assert [float(r["psnr"]) for r in rows if r["video"] == e.id] == pytest.approx(
+        det.score_video(store.array(e)).tolist(), abs=1e-4)
+
+
+def test_bad_pixel_masks_file_is_one_line_exit_2(evaluated, tmp_path, capsys):
+    cfg, tmp, _ = evaluated
+    bad = tmp_path / "masks.npz"
+    np.savez(bad, packed=np.zeros((3, 32, 4), np.uint8), shape=np.array([3, 32, 32]), video_lengths=np.array([3]))
+    args = ["-p", f"data.store={cfg.data.store}", "-p", "tracking.enabled=false", "-p", f"data.pixel_masks={bad}",
+            "--device", "cpu"]
+    assert cli_main(["evaluate", *args, "--model", str(tmp / "train/model.pt"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.pixel_masks" in err[0] and "video_lengths [3]" in err[0]
+    assert not (tmp_path / "e" / "metrics.json").exists()

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pseudovad.errors import DataError
-from pseudovad.evaluation.bootstrap import video_bootstrap
+from pseudovad.evaluation.bootstrap import binned_auc, interval, mean_of, pooled_auc
 from pseudovad.evaluation.pixels import pixel_auc, read_pixel_masks, resize_masks
 from pseudovad.evaluation.regions import region_psnr, window_shape
 
@@ -122,26 +122,48 @@ def _videos(n, rng):
     return labels, scores
 
 
-def _pooled_auc(labels, scores):
+def _pooled(labels, scores):
     return roc_auc_score(np.concatenate(list(labels.values())), np.concatenate(list(scores.values())))
+
+
+def _ci(labels, scores, n=400):
+    return interval(pooled_auc(list(labels.values()), list(scores.values())), len(labels), n)
 
 
 def test_bootstrap_interval_contains_the_point_estimate_and_shrinks_with_more_videos():
     rng = np.random.default_rng(0)
-    small = _videos(6, rng)
-    big = _videos(48, rng)
-    lo_s, hi_s = video_bootstrap(*small, roc_auc_score, n=400)
-    lo_b, hi_b = video_bootstrap(*big, roc_auc_score, n=400)
-    assert lo_s <= _pooled_auc(*small) <= hi_s
-    assert lo_b <= _pooled_auc(*big) <= hi_b
+    small, big = _videos(6, rng), _videos(48, rng)
+    lo_s, hi_s = _ci(*small)
+    lo_b, hi_b = _ci(*big)
+    assert lo_s <= _pooled(*small) <= hi_s
+    assert lo_b <= _pooled(*big) <= hi_b
     assert hi_b - lo_b < 0.6 * (hi_s - lo_s)
-    # reproducible: a fixed seed gives the same interval
-    assert video_bootstrap(*small, roc_auc_score, n=400) == (lo_s, hi_s)
+    assert _ci(*small) == (lo_s, hi_s)            # a fixed seed: the same interval every time
 
 
 def test_bootstrap_redraws_single_class_resamples_and_refuses_one_class_data():
-    labels = {"n": np.zeros(10, dtype=int), "a": np.ones(10, dtype=int)}   # each video single-class
-    scores = {"n": np.zeros(10), "a": np.ones(10)}
-    assert video_bootstrap(labels, scores, roc_auc_score, n=50) == (1.0, 1.0)
+    labels = [np.zeros(10, dtype=int), np.ones(10, dtype=int)]     # each video single-class
+    scores = [np.zeros(10), np.ones(10)]
+    assert interval(pooled_auc(labels, scores), 2, n=50) == (1.0, 1.0)
     with pytest.raises(DataError, match="only one class"):
-        video_bootstrap({"a": np.ones(5, dtype=int)}, {"a": np.ones(5)}, roc_auc_score, n=10)
+        pooled_auc([np.ones(5, dtype=int)], [np.ones(5)])
+
+
+def test_macro_interval_averages_the_drawn_videos_and_skips_single_class_ones():
+    stat = mean_of([0.5, None, 1.0])
+    assert stat(np.array([0, 0, 2])) == pytest.approx(2 / 3)
+    assert stat(np.array([1, 1, 1])) is None
+    lo, hi = interval(stat, 3, n=200)
+    assert 0.5 <= lo <= hi <= 1.0
+
+
+def test_binned_auc_matches_the_exact_auc_of_the_pooled_items():
+    rng = np.random.default_rng(1)
+    ys = [rng.random(5000) < 0.1 for _ in range(4)]
+    ss = [y * 0.3 + rng.random(5000) for y in ys]
+    edges = np.unique(np.quantile(np.concatenate(ss), np.linspace(0, 1, 2049)))
+    pos = [np.histogram(s[y], edges)[0] for y, s in zip(ys, ss)]
+    neg = [np.histogram(s[~y], edges)[0] for y, s in zip(ys, ss)]
+    pick = np.array([0, 2, 2, 3])
+    exact = roc_auc_score(np.concatenate([ys[i] for i in pick]), np.concatenate([ss[i] for i in pick]))
+    assert binned_auc(pos, neg, edges)(pick) == pytest.approx(exact, abs=2e-3)

@@ -32,6 +32,7 @@ class DataConfig:
     name: str = "synthetic"                 # dataset name: MLflow experiment, registry tags
     root: str = "data/synthetic"            # <root>/{training,testing}/{frames/<video>/*, videos/*}
     labels: Optional[str] = None            # .npy / .mat / .csv; None: look inside <root>/testing
+    pixel_masks: Optional[str] = None       # .npz of test pixel masks (evaluation.pixels); None: no pixel AUC
     store: str = "data/store"               # extracted frame store (one .npy per video + manifest)
     size: list[int] = field(default_factory=lambda: [256, 256])   # H, W after resize
     channels: int = 1                       # 1 = grayscale, 3 = color (RGB)
@@ -134,6 +135,9 @@ class EvaluateConfig:
     batch_size: int = 8
     top_k: int = 4                          # frames shown in the qualitative figure
     videos: list[str] = field(default_factory=list)   # restrict to these test videos; [] = all
+    score: str = "frame"                    # frame (the papers' PSNR) | region (worst window): what the files show
+    region_grid: list[int] = field(default_factory=lambda: [4, 6])   # rows, cols of the region score's windows
+    bootstrap: int = 1000                   # resamples of the test videos for 95% intervals; 0 = none
 
 
 @dataclass
@@ -372,6 +376,7 @@ _CHOICES = {
     "pseudo.mode": ("nct", "none", "prob"),
     "score.normalization": ("calibrated", "minmax"),
     "tune.scheduler": ("asha", "fifo"),
+    "evaluate.score": ("frame", "region"),
     "tune.search": ("random", "grid", "optuna", "hyperopt"),
     "train.amp": ("auto", "bf16", "off"),
     "train.memory_format": ("auto", "channels_last", "contiguous"),
@@ -450,6 +455,10 @@ def validate(cfg: Config) -> Config:
     _check(0.0 <= t.val_fraction < 1.0, "train.val_fraction", f"must be in [0, 1), got {t.val_fraction}")
     _check(cfg.evaluate.batch_size >= 1, "evaluate.batch_size", "must be ≥ 1")
     _check(cfg.evaluate.top_k >= 0, "evaluate.top_k", "must be ≥ 0")
+    rg = cfg.evaluate.region_grid
+    _check(len(rg) == 2 and all(isinstance(x, int) and 1 <= x for x in rg) and rg[0] <= d.size[0] and rg[1] <= d.size[1],
+           "evaluate.region_grid", f"must be [rows, cols] with 1 ≤ rows ≤ H and 1 ≤ cols ≤ W of data.size {d.size}, got {rg}")
+    _check(cfg.evaluate.bootstrap >= 0, "evaluate.bootstrap", f"must be ≥ 0, got {cfg.evaluate.bootstrap}")
     _check(cfg.registry.min_delta >= 0, "registry.min_delta", f"must be ≥ 0, got {cfg.registry.min_delta}")
     _check(cfg.score.threshold is None or 0.0 <= cfg.score.threshold <= 1.0, "score.threshold",
            f"must be in [0, 1] (scores are), got {cfg.score.threshold}")

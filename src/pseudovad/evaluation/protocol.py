@@ -6,6 +6,16 @@ normalised within each video, anomaly score = 1 − normalised PSNR; one ROC ove
 AUC), plus macro AUC, AUC of raw −PSNR and EER (`evaluation.metrics`). Beside the numbers:
 scores.csv (video,frame,psnr,score,label), roc.csv (fpr,tpr,threshold) and plots/ (ROC, one
 timeline per video, the top-k frames figure), every file written atomically.
+
+Beside the papers' numbers, never replacing them (opt-in for the files, always in metrics.json):
+- the region score (`evaluation.regions`): PSNR of the worst window of the scored frame's error
+  map, normalised and pooled like the frame PSNR → `region_auc_micro`, `region_auc_macro`;
+  `score: region` makes it the score scores.csv's `score` column, roc.csv and the plots show;
+- pixel AUC of the error maps against ground-truth masks when `pixel_masks` is given
+  (`evaluation.pixels`) → `pixel_auc`;
+- 95% bootstrap intervals over test videos for each AUC (`evaluation.bootstrap`) →
+  `<auc>_ci_low`, `<auc>_ci_high`, `bootstrap_resamples` (0: none computed).
+scores.csv always carries `region_psnr` and `region_score` columns after the paper's five.
 """
 from __future__ import annotations
 
@@ -19,11 +29,14 @@ import numpy as np
 
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import DataError
+from pseudovad.evaluation import bootstrap as boot
 from pseudovad.evaluation import metrics as metrics_mod
 from pseudovad.evaluation import plots
+from pseudovad.evaluation.pixels import pixel_auc, read_pixel_masks, resize_masks
+from pseudovad.evaluation.regions import region_psnr
 from pseudovad.evaluation.normalize import anomaly_scores
 from pseudovad.evaluation.report import describe_model
-from pseudovad.evaluation.streaming import Detector
+from pseudovad.evaluation.streaming import Detector, fill_edges
 from pseudovad.files import atomic_dir, write_text
 from pseudovad.geometry import ClipGeometry
 
@@ -77,14 +90,93 @@ def top_frames(psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray], k: in
     return chosen
 
 
-def scores_csv(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> str:
+def scores_csv(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray],
+               region: dict[str, np.ndarray] | None = None, region_scores: dict[str, np.ndarray] | None = None) -> str:
+    """video,frame,psnr,score,label (+ region_psnr,region_score when given); `score` is the chosen score."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video", "frame", "psnr", "score", "label"])
+    w.writerow(["video", "frame", "psnr", "score", "label"] + (["region_psnr", "region_score"] if region else []))
     for v in labels:
         for f, (p, s, y) in enumerate(zip(psnr[v], scores[v], labels[v])):
-            w.writerow([v, f, f"{p:.4f}", f"{s:.6f}", int(y)])
+            row = [v, f, f"{p:.4f}", f"{s:.6f}", int(y)]
+            if region:
+                row += [f"{region[v][f]:.4f}", f"{region_scores[v][f]:.6f}"]
+            w.writerow(row)
     return buf.getvalue()
+
+
+def score_with_maps(detector: Detector, store: FrameStore, entries: list[VideoEntry], grid: tuple[int, int],
+                    keep_errors: bool = False, progress: bool = False
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[int, np.ndarray]]]:
+    """({video: frame PSNR}, {video: region PSNR}, {video: {frame: error map}}) in one pass.
+
+    Frame PSNR is `Detector.score_video`'s, value for value. The region PSNR of a scored frame
+    comes from its error map; edge frames carry the nearest scored frame's, as their PSNR does.
+    Error maps (float32, the model's frame size) are kept only with `keep_errors`, for pixel AUC.
+    """
+    from tqdm import tqdm
+
+    psnr, region, errors = {}, {}, {}
+    for e in tqdm(entries, desc="evaluate", unit="video", disable=not progress):
+        detector.check_compatible(e, str(store.root))
+        p, r, first, maps = [], [], None, {}
+        for sc in detector.stream(store.array(e), errors=True, name=f"test video {e.id}"):
+            p.append(sc.psnr)
+            if sc.error is not None:
+                first = sc.index if first is None else first
+                r.append(region_psnr(sc.error, grid))
+                if keep_errors:
+                    maps[sc.index] = np.asarray(sc.error, dtype=np.float32)
+        psnr[e.id] = np.asarray(p, dtype=np.float64)
+        region[e.id] = fill_edges(len(p), first, np.asarray(r))
+        if keep_errors:
+            errors[e.id] = maps
+    return psnr, region, errors
+
+
+def intervals(labels: dict[str, np.ndarray], named: dict[str, dict[str, np.ndarray]], n: int, seed: int = 0
+              ) -> dict[str, float]:
+    """`<name>_micro_ci_low/high` and `<name>_macro_ci_low/high` of each per-video score set in
+    `named` (anomaly scores, higher = more anomalous; a name ending in `raw` is one pooled ROC of
+    unnormalised scores: `<name>_ci_low/high`), all on the same video draws."""
+    ids = list(labels)
+    y = boot.per_video(labels, ids)
+    out: dict[str, float] = {}
+    for name, scores in named.items():
+        s = boot.per_video(scores, ids)
+        raw = name.endswith("raw")        # one pooled ROC of unnormalised scores: no macro twin
+        stats = {name if raw else f"{name}_micro": boot.pooled_auc(y, s)}
+        if not raw:
+            per = metrics_mod.video_aucs(labels, scores)
+            if any(a is not None for a in per.values()):
+                stats[f"{name}_macro"] = boot.mean_of([per[v] for v in ids])
+        for key, stat in stats.items():
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = boot.interval(stat, len(ids), n, seed)
+    return out
+
+
+def pixel_metrics(masks_path: str | Path, store: FrameStore, entries: list[VideoEntry],
+                  errors: dict[str, dict[int, np.ndarray]], size: tuple[int, int], n: int, seed: int = 0
+                  ) -> dict[str, float]:
+    """`pixel_auc` (+ its bootstrap interval when n > 0) of the error maps against the masks."""
+    every = store.videos("testing")      # the masks file covers the whole test split, in order
+    masks = read_pixel_masks(masks_path, [(e.id, e.frames) for e in every])
+    masks = {e.id: resize_masks(masks[e.id], size) for e in entries}
+    out = {"pixel_auc": pixel_auc(masks, errors)}
+    if n > 0:
+        ids = list(errors)
+        flat = np.concatenate([m.ravel() for v in ids for m in errors[v].values()])
+        edges = np.unique(np.quantile(flat, np.linspace(0, 1, 4097)))
+        pos, neg = [], []
+        for v in ids:
+            frames = sorted(errors[v])
+            e = np.stack([errors[v][f] for f in frames])
+            m = masks[v][frames]
+            pos.append(np.histogram(e[m], edges)[0])
+            neg.append(np.histogram(e[~m], edges)[0])
+        out["pixel_auc_ci_low"], out["pixel_auc_ci_high"] = boot.interval(boot.binned_auc(pos, neg, edges),
+                                                                          len(ids), n, seed)
+    return out
 
 
 def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
@@ -94,14 +186,29 @@ def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
 
 
 def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], out: Path, *, dataset: str,
-             model_ref: str, fingerprint: str, top_k: int = 0, progress: bool = False) -> dict[str, Any]:
+             model_ref: str, fingerprint: str, top_k: int = 0, progress: bool = False, score: str = "frame",
+             region_grid: tuple[int, int] = (4, 6), pixel_masks: str | Path | None = None,
+             bootstrap: int = boot.DEFAULT_RESAMPLES) -> dict[str, Any]:
     """Score `entries` of `store`, write scores.csv, roc.csv and plots/ into `out`, return the metrics
-    (what evaluate's metrics.json holds)."""
+    (what evaluate's metrics.json holds). `score`: frame (the papers') or region, the score the
+    files show; metrics hold both (module doc)."""
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
-    psnr = detector.score_videos(store, entries, progress)
+    psnr, region, errors = score_with_maps(detector, store, entries, tuple(region_grid), pixel_masks is not None,
+                                           progress)
     m = metrics_mod.summarize(labels, psnr)
-    scores = {v: anomaly_scores(psnr[v]) for v in labels}
-    fpr, tpr, thr = metrics_mod.roc(labels, scores)
+    mr = metrics_mod.summarize(labels, region)
+    frame_scores = {v: anomaly_scores(psnr[v]) for v in labels}
+    region_scores = {v: anomaly_scores(region[v]) for v in labels}
+    shown, shown_psnr, shown_m = ((region_scores, region, mr) if score == "region" else (frame_scores, psnr, m))
+    fpr, tpr, thr = metrics_mod.roc(labels, shown)
+    extra: dict[str, Any] = {"region_auc_micro": mr["auc_micro"], "region_auc_macro": mr["auc_macro"],
+                             "bootstrap_resamples": bootstrap}
+    if bootstrap > 0:
+        raw = {v: -np.asarray(psnr[v], dtype=np.float64) for v in labels}
+        extra.update(intervals(labels, {"auc": frame_scores, "auc_raw": raw, "region_auc": region_scores}, bootstrap))
+    if pixel_masks is not None:
+        h, w = (int(x) for x in detector.meta["size"])
+        extra.update(pixel_metrics(pixel_masks, store, entries, errors, (h, w), bootstrap))
 
     result: dict[str, Any] = {
         **{k: m[k] for k in SUMMARY_KEYS},
@@ -112,20 +219,22 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
         "train_fingerprint": detector.meta.get("train_fingerprint"),
         "psnr": PSNR_CONVENTION,
         "video_auc": m["video_auc"],
+        **extra,
     }
 
-    write_text(out / "scores.csv", scores_csv(labels, psnr, scores))
+    write_text(out / "scores.csv", scores_csv(labels, psnr, shown, region, region_scores))
     write_text(out / "roc.csv", roc_csv(fpr, tpr, thr))
     with atomic_dir(out / "plots") as pdir:
-        title = f"{result['method']} · {result['variant']} on {result['dataset']}"
-        plots.roc_plot(fpr, tpr, m["auc_micro"], pdir / "roc.png", title, m["eer"])
+        title = f"{result['method']} · {result['variant']} on {result['dataset']}" + (" (region score)" if score == "region" else "")
+        plots.roc_plot(fpr, tpr, shown_m["auc_micro"], pdir / "roc.png", title, shown_m["eer"])
         for e in entries:
-            plots.timeline_plot(e.id, scores[e.id], labels[e.id], pdir / f"timeline_{_safe(e.id)}.png",
-                                m["video_auc"][e.id])
+            plots.timeline_plot(e.id, shown[e.id], labels[e.id], pdir / f"timeline_{_safe(e.id)}.png",
+                                shown_m["video_auc"][e.id])
         if top_k > 0:
             by_id = {e.id: e for e in entries}
             items = []
-            for v, f in top_frames(psnr, scores, top_k, detector.geometry):
+            scores = shown
+            for v, f in top_frames(shown_psnr, scores, top_k, detector.geometry):
                 inp, pred = detector.frame_views(store.array(by_id[v]), f)
                 items.append({"video": v, "frame": f, "score": float(scores[v][f]), "psnr": float(psnr[v][f]),
                               "label": int(labels[v][f]), "input": inp, "pred": pred})

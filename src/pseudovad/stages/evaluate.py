@@ -33,7 +33,8 @@ def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | 
     detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.evaluate.batch_size)
     result = protocol.evaluate(detector, fs, entries, out, dataset=cfg.data.name, model_ref=model_ref,
                                fingerprint=fs.fingerprint("testing", only), top_k=cfg.evaluate.top_k,
-                               progress=progress)
+                               progress=progress, score=cfg.evaluate.score, region_grid=tuple(cfg.evaluate.region_grid),
+                               pixel_masks=cfg.data.pixel_masks, bootstrap=cfg.evaluate.bootstrap)
     write_json(out / "metrics.json", result)
     return result
 
@@ -51,7 +52,9 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
         tracking.set_tags({"data.fingerprint": result["fingerprint"], "model": result["model"],
                            "train_fingerprint": result.get("train_fingerprint")})
         tracking.log_metrics({k: result.get(k) for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
-                                                         "anomalous_frames", "videos")})
+                                                         "anomalous_frames", "videos", "region_auc_micro",
+                                                         "region_auc_macro", "pixel_auc", "auc_micro_ci_low",
+                                                         "auc_micro_ci_high")})
         folder = Path(out or cfg.evaluate.out)
         for name in ("metrics.json", "roc.csv"):
             tracking.log_artifacts(folder / name)
@@ -75,4 +78,10 @@ def main(cfg: Config, args) -> int:
     print(f"evaluate: micro AUC {r['auc_micro']:.4f} (macro {macro} over {r['macro_videos']}/{r['videos']} videos, "
           f"raw {r['auc_raw']:.4f}, EER {r['eer']:.4f}) on {r['frames']} frames "
           f"({r['anomalous_frames']} anomalous) → {args.out or cfg.evaluate.out}")
+    extras = [f"region-score micro AUC {r['region_auc_micro']:.4f}"]
+    if r.get("auc_micro_ci_low") is not None:
+        extras.append(f"95% interval of the micro AUC over videos {r['auc_micro_ci_low']:.4f}–{r['auc_micro_ci_high']:.4f}")
+    if r.get("pixel_auc") is not None:
+        extras.append(f"pixel AUC {r['pixel_auc']:.4f}")
+    print("evaluate: " + "; ".join(extras))
     return 0
