@@ -275,9 +275,9 @@ def test_search_runs_every_trial_and_reports_the_failing_one(searched):
     assert m["errored"] == 1 and m["trials"] == 4 and m["errors"][0]["trial_id"] == bad["trial_id"]
     for lr in (1e-3, 3e-4):
         assert rows[lr]["outcome"] == "completed" and int(rows[lr]["epochs"]) == 2
-        # each trial trains on exactly the CPUs Ray reserved for it (tune.cpus_per_trial: 2)
-        trained = json.loads((searched["out"] / "trials" / rows[lr]["trial_id"] / "metrics.json").read_text())
-        assert trained["threads"] == 2 and trained["num_workers"] == 0
+        # each trial trains on exactly the CPUs Ray reserved for it (tune.cpus_per_trial: 2); the
+        # trial's own metrics.json is not there (Tune ends a trial at its last report)
+        assert (int(rows[lr]["threads"]), int(rows[lr]["num_workers"])) == (2, 0)
 
 
 def test_asha_stops_the_bad_trial_at_its_first_rung(searched):

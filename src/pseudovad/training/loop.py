@@ -167,6 +167,7 @@ def fit(cfg: Config, method: Method, dataset: Dataset, out: Path, callbacks: lis
     method.steps_per_epoch = per_epoch
     device = method.device
     runtime = prepare(cfg, method)   # before the checkpoint: loading keeps the modules' layout
+    method.runtime = runtime
     log.info("train: %s", runtime.describe())
 
     state = checkpoint.load(ckpt, method, gen, phash) or {

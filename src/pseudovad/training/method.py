@@ -23,6 +23,9 @@ class Method:
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg = cfg
         self.device = device
+        # how training.loop.fit runs it (precision, threads, workers: loop.Runtime), set when it
+        # starts: epoch callbacks read it (a Tune trial reports its threads)
+        self.runtime: Any = None
 
     # what a checkpoint holds -------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:

@@ -260,6 +260,7 @@ def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, stat
         row["error"] = error_line(r.error) if r.error is not None and outcome == "error" else ""
         row["mlflow_run_id"] = m.get("mlflow_run_id", "")
         row["node_id"] = m.get("node_id", "")
+        row["threads"], row["num_workers"] = m.get("threads"), m.get("num_workers")
         rows.append(row)
     return sorted(rows, key=lambda r: r["trial_id"])   # Tune's creation order: stable across restores
 

@@ -157,6 +157,7 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             write_json(best_path, best)
         metrics = {"epoch": epoch + 1, "val_auc": auc, "best_val_auc": best["val_auc"], "val_eer": m["eer"], "node_id": node_id,
                    **({"val_auc_macro": m["auc_macro"]} if m["auc_macro"] is not None else {}),
+                   "threads": method.runtime.threads, "num_workers": method.runtime.num_workers,
                    **{k: v for k, v in record.items() if k.startswith(("loss", "noise_norm", "lr"))}}
         log.info("trial %s epoch %d: val_auc=%.4f", trial_id, epoch + 1, auc)
         if child:
