@@ -139,7 +139,7 @@ def test_interrupted_commit_leaves_no_half_added_video(tmp_path, s3_endpoint, mo
     def crash(*a, **k):
         raise OSError("disk full")
     with monkeypatch.context() as m, pytest.raises(OSError):
-        m.setattr("pseudovad.data.ingest.commit_store", crash)
+        m.setattr("pseudovad.data.ingest.complete_store", crash)
         ingest.run(cfg, progress=False)
     assert (Path(cfg.data.store) / "manifest.json").read_bytes() == before
     assert not json.loads(Path(f"{cfg.data.store}-ingested/ingest.json").read_text())["objects"]

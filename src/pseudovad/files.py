@@ -221,7 +221,7 @@ def _roll_forward(folder: Path, stage: Path) -> None:
 
 
 def _commit(folder: Path, stage: Path) -> None:
-    members = sorted(p.name for p in stage.iterdir() if p.name not in (JOURNAL, _ASIDE))
+    members = sorted(p.name for p in stage.iterdir() if not p.name.startswith("."))
     _crash_point(0)
     with atomic_path(stage / JOURNAL) as tmp:
         tmp.write_text(json.dumps({"members": members}) + "\n")
@@ -236,8 +236,9 @@ def staged_outputs(folder: str | Path, what: str = "outputs") -> Iterator[Path]:
     """Yield a staging folder inside `folder`: every file or folder the block writes at its top
     level replaces the entry of the same name in `folder`, all of them together, when the block
     succeeds; if it fails (or the process dies) the old outputs stay as they were. Entries of
-    `folder` the block does not write (checkpoints/, history.jsonl) are kept. The folder is
-    claimed (`claim`) for the block."""
+    `folder` the block does not write (checkpoints/, history.jsonl) are kept; hidden entries of
+    the staging folder (".work") are scratch, never committed. The folder is claimed (`claim`)
+    for the block."""
     folder = Path(folder)
     with claim(folder, what):
         stage = Path(tempfile.mkdtemp(prefix=STAGING, dir=folder))
@@ -280,8 +281,9 @@ def settle(folder: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
-    """Hold an advisory lock on `path` for the block; if another process holds it, fail at once.
+def exclusive_lock(path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on `path` for the block; if another process holds it, fail at once
+    (or, with `wait`, wait for it: a short critical section such as a registration).
 
     Cron can fire while the previous ingest or retrain still runs: the second must refuse, not
     interleave its writes with the first's.
@@ -294,7 +296,7 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise DataError(f"{path}: another {what} is running") from None
         try:

@@ -27,8 +27,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -229,6 +231,61 @@ def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, A
     return tags
 
 
+class Terminated(SystemExit):
+    """SIGTERM (a preempted pod, `kill`, a scheduler's timeout) as an exception: the run's `finally`
+    closes it KILLED and the process still exits with 128 + 15, as it would have."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Inside: SIGTERM raises `Terminated` instead of ending the process on the spot, which would
+    leave the MLflow run RUNNING forever. Only in the main thread (where Python runs signal
+    handlers) and only over the default action, never over a handler someone else installed."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a second SIGTERM during clean-up ends it
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+OUT_TAG = "pseudovad.out"   # the output folder of a train / evaluate run: a later run there closes it
+
+
+def out_tag(out: str | Path) -> dict[str, str]:
+    """The tag that lets `close_stale_runs` recognise a run writing into `out`."""
+    return {OUT_TAG: str(Path(out).resolve())}
+
+
+def close_stale_runs(cfg, stage: str, out: str | Path) -> list[str]:
+    """Mark KILLED the runs of `stage` into `out` still RUNNING: their process died without closing
+    them (SIGKILL, power loss). Call while holding `files.claim(out)`: no live process writes
+    there then, so every such run is stale. Returns their ids."""
+    if not cfg.tracking.enabled:
+        return []
+    uri = configure(cfg)
+    where = str(Path(out).resolve())
+    with errors(f"MLflow {stage} runs in {where}", uri):
+        c = client()
+        exp = experiment_id(cfg)
+        found = c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.`pseudovad.stage` = '{stage}'",
+                              max_results=1000)
+        stale = [r.info.run_id for r in found if r.data.tags.get(OUT_TAG) == where]
+        for run_id in stale:
+            c.set_tag(run_id, "pseudovad.closed", "left RUNNING by a killed process; closed by the next run in its folder")
+            c.set_terminated(run_id, "KILLED")
+    for run_id in stale:
+        log.info("closed MLflow run %s (%s in %s): its process was killed", run_id, stage, where)
+    return stale
+
+
 @contextlib.contextmanager
 def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None = None, nested: bool = False,
         fingerprint: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -260,8 +317,9 @@ def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None 
     _active.append(handle)
     status = "FINISHED"
     try:
-        yield active
-    except KeyboardInterrupt:
+        with _sigterm_raises():
+            yield active
+    except (KeyboardInterrupt, Terminated):
         status = "KILLED"
         raise
     except BaseException:

@@ -4,13 +4,15 @@ runs over a dataset root, and what `ingest` runs on each accepted file.
 Unchanged videos (same source checksum, same extraction params) are reused, so re-running, or
 adding a few new videos with `ingest`, only decodes what is new. Footage accepted by `ingest`
 (kept in its own folder, see `pseudovad.data.ingested`) joins the training split after
-data.root's videos, so a rebuild keeps it. Everything is decoded into a staging folder first;
-the store is only touched once every video decoded and the labels lined up, so a bad file
-leaves the previous store exactly as it was.
+data.root's videos, so a rebuild keeps it. The new store is built in a staging folder (new
+arrays decoded, unchanged ones hard-linked) and swapped in whole once every video decoded and
+the labels lined up (`files.staged_outputs`), so a bad file, or a kill at any instant, leaves the
+previous store exactly as it was. A video that decodes fewer frames than its container declares
+is an error unless `allow_truncated` (`extract --allow-truncated`).
 """
 from __future__ import annotations
 
-import shutil
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,12 @@ from pseudovad.config import Config
 from pseudovad.data import ingested
 from pseudovad.data import labels as label_io
 from pseudovad.data.sources import SPLITS, Source, discover, read_frames
-from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, commit_store, staging_dir, write_array_stream
+from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, complete_store, write_array_stream
 from pseudovad.errors import DataError
+from pseudovad.files import staged_outputs
+from pseudovad.geometry import ClipGeometry
+
+log = logging.getLogger(__name__)
 
 
 def extraction_params(cfg: Config) -> dict:
@@ -41,13 +47,15 @@ def _previous(store: Path, params: dict) -> dict[tuple[str, str], VideoEntry]:
     return {(e.split, e.id): e for e in old.entries if (store / e.file).is_file()}
 
 
-def extract_source(src: Source, staged: Path, cfg: Config, checksum: str, progress: bool = True) -> VideoEntry:
-    """Decode one video or frame folder into `staged`/<split>/<id>.npy; its manifest entry."""
+def extract_source(src: Source, staged: Path, cfg: Config, checksum: str, progress: bool = True,
+                   allow_truncated: bool = False) -> VideoEntry:
+    """Decode one video or frame folder into `staged`/<split>/<id>.npy; its manifest entry. A video
+    that decodes fewer frames than its container declares is refused unless `allow_truncated`."""
     h, w = cfg.data.size
     rel = f"{src.split}/{src.video_id}.npy"
     dest = staged / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    frames = read_frames(src, (h, w), cfg.data.channels)
+    frames = read_frames(src, (h, w), cfg.data.channels, allow_truncated)
     if progress:
         frames = tqdm(frames, desc=f"{src.split}/{src.video_id}", unit="frame", leave=False, disable=None)
     n, shape = write_array_stream(dest, frames)
@@ -55,10 +63,20 @@ def extract_source(src: Source, staged: Path, cfg: Config, checksum: str, progre
                       channels=cfg.data.channels, source=str(src.path), checksum=checksum, file=rel)
 
 
+def warn_short(cfg: Config, tests: list[VideoEntry]) -> None:
+    """Test videos shorter than one clip of the configured model: `evaluate` will refuse them."""
+    span = ClipGeometry.from_config(cfg).span
+    short = [f"{e.id} ({e.frames} frames)" for e in tests if e.frames < span]
+    if short:
+        log.warning("test video(s) %s shorter than one %d-frame clip of the configured model: `evaluate` "
+                    "will refuse them", ", ".join(short), span)
+
+
 def build_store(cfg: Config, root: Path, store: Path, labels: str | Path | None = None,
-                splits: tuple[str, ...] = SPLITS, progress: bool = True) -> dict:
+                splits: tuple[str, ...] = SPLITS, progress: bool = True, allow_truncated: bool = False) -> dict:
     """(Re)build the frame store `store` from the dataset at `root` plus the footage `ingest`
-    accepted; returns counts (videos, frames, reused, labelled and anomalous frames)."""
+    accepted; returns counts (videos, frames, reused, labelled and anomalous frames).
+    `allow_truncated`: keep videos that decode fewer frames than declared (with a warning)."""
     if not root.is_dir():
         raise DataError(f"{root}: dataset root not found")
     sources = [s for split in splits for s in discover(root, split)]
@@ -69,10 +87,12 @@ def build_store(cfg: Config, root: Path, store: Path, labels: str | Path | None 
         sources += ingested.sources(footage, {s.video_id for s in sources if s.split == "training"})
     params = extraction_params(cfg)
     previous = _previous(store, params)
-    staged = staging_dir(store)
     entries: list[VideoEntry] = []
     reused = 0
-    try:
+    # the new store is built beside the old one and swapped in whole at the end (files.staged_outputs)
+    with staged_outputs(store.parent, f"extract into {store}") as stage:
+        staged = stage / store.name
+        staged.mkdir()
         for src in tqdm(sources, desc="extract", unit="video", disable=None if progress else True):
             checksum = src.checksum()
             old = previous.get((src.split, src.video_id))
@@ -81,7 +101,7 @@ def build_store(cfg: Config, root: Path, store: Path, labels: str | Path | None 
                                       "source": str(src.path)})
                 reused += 1
             else:
-                entry = extract_source(src, staged, cfg, checksum, progress)
+                entry = extract_source(src, staged, cfg, checksum, progress, allow_truncated)
             entries.append(entry)
         tests = [e for e in entries if e.split == "testing"]
         label_path = Path(labels or cfg.data.labels) if (labels or cfg.data.labels) else label_io.find_label_file(root)
@@ -94,12 +114,11 @@ def build_store(cfg: Config, root: Path, store: Path, labels: str | Path | None 
                 np.save(staged / rel, per_video[e.id])
                 e.labels, e.anomalous_frames = rel, int(per_video[e.id].sum())
             label_info = {"source": str(label_path)}
+        warn_short(cfg, tests)
         extra = {"labels": label_info}
         if (footage / ingested.LOG).is_file():
             extra["ingested"] = ingested.manifest_records(ingested.load_log(footage))
-        commit_store(store, staged, entries, params, extra)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        complete_store(staged, store, entries, params, extra)
     counts = {s: sum(1 for e in entries if e.split == s) for s in splits}
     return {"store": str(store), "videos": counts, "reused": reused,
             "frames": {s: sum(e.frames for e in entries if e.split == s) for s in splits},

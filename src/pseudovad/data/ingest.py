@@ -12,6 +12,7 @@ Kubeflow, `pseudovad.retraining`) run `ingest_footage`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -25,15 +26,14 @@ from tqdm import tqdm
 
 from pseudovad.config import Config
 from pseudovad.data import ingested
-from pseudovad.data.sources import VIDEO_EXTS, Source, natural_key, read_video, video_info
-from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, commit_store, staging_dir
+from pseudovad.data.sources import VIDEO_EXTS, Source, TruncatedVideo, natural_key, read_video, video_info
+from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, complete_store
 from pseudovad.errors import DataError, StorageError
 from pseudovad.data.extraction import extract_source, extraction_params
-from pseudovad.files import exclusive_lock, sha256_file, write_text
+from pseudovad.files import exclusive_lock, sha256_file, staged_outputs, write_text
 from pseudovad.storage import S3, S3Object, parse_s3_uri, redact
 
 log = logging.getLogger(__name__)
-TRUNCATION_TOLERANCE = 0.01   # containers may over-count by a frame or two; more is a cut-off file
 
 
 @dataclass
@@ -114,10 +114,7 @@ def check_header(path: Path, cfg: Config) -> dict[str, Any]:
 
 
 def check_decoded(frames: int, info: dict[str, Any], cfg: Config) -> None:
-    """A cut-off upload decodes fewer frames than its header declares; a short one is just short."""
-    expected = info.get("frames") or 0
-    if expected > 0 and frames < expected - max(2, int(TRUNCATION_TOLERANCE * expected)):
-        raise Rejected(f"truncated: decoded {frames} of the {expected} frames the container declares")
+    """Long enough to learn from (a cut-off upload was refused while decoding: `read_video`)."""
     if frames < cfg.ingest.min_frames:
         raise Rejected(f"too short: {frames} decodable frames < ingest.min_frames ({cfg.ingest.min_frames})")
 
@@ -204,107 +201,115 @@ def ingest_footage(cfg: Config, source: Optional[str] = None, store: str | Path 
             return summary
         cands, summary["ignored"], s3 = list_candidates(cfg, source)
         summary["listed"] = len(cands)
-        accepted_ids = {r["video"] for r in ingested.accepted(data)}
-        entries, extra = _store_state(store, cfg, root, accepted_ids) if extract_frames else ([], {})
-        existing = entries if extract_frames else _read_only_entries(store)
-        known = {e.checksum: e.id for e in existing}
-        known.update({r["checksum"]: r.get("video") or r.get("file") for r in data["objects"]
-                      if r.get("status") in ("ingested", "quarantined") and r.get("checksum")})
-        taken = {e.id for e in existing if e.split == "training"} | accepted_ids
-        today = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
-        incoming = root.with_name(f".{root.name}.incoming")
-        staged = staging_dir(store) if extract_frames else None
-        new_entries: list[VideoEntry] = []
-        new_records: list[dict[str, Any]] = []
-        accepted_files: list[tuple[Path, Path]] = []   # (staged raw file, final place in root)
-        try:
-            for cand in tqdm(cands, desc="ingest", unit="file", disable=None if progress else True):
-                if ingested.find(data, cand.source, cand.etag, cand.size):
-                    summary["known"] += 1
-                    continue
-                rec = {"source": cand.source, "etag": cand.etag, "size": cand.size, "time": _now()}
-                if s3 is not None:
-                    try:
-                        got = s3.download(cand.obj, incoming / _safe(cand.name))
-                    except StorageError as e:
-                        summary["failed"].append({"source": redact(cand.source), "error": str(e)})
-                        log.warning("%s", e)
+        # the store changes in one commit at the end of this block (files.staged_outputs): new
+        # arrays are decoded into its scratch folder, which becomes the whole new store
+        with contextlib.ExitStack() as outputs:
+            stage = outputs.enter_context(staged_outputs(store.parent, f"ingest into {store}")) if extract_frames else None
+            staged = stage / ".work" if stage is not None else None
+            accepted_ids = {r["video"] for r in ingested.accepted(data)}
+            entries, extra = _store_state(store, cfg, root, accepted_ids) if extract_frames else ([], {})
+            existing = entries if extract_frames else _read_only_entries(store)
+            known = {e.checksum: e.id for e in existing}
+            known.update({r["checksum"]: r.get("video") or r.get("file") for r in data["objects"]
+                          if r.get("status") in ("ingested", "quarantined") and r.get("checksum")})
+            taken = {e.id for e in existing if e.split == "training"} | accepted_ids
+            today = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+            incoming = root.with_name(f".{root.name}.incoming")
+            new_entries: list[VideoEntry] = []
+            new_records: list[dict[str, Any]] = []
+            accepted_files: list[tuple[Path, Path]] = []   # (staged raw file, final place in root)
+            try:
+                for cand in tqdm(cands, desc="ingest", unit="file", disable=None if progress else True):
+                    if ingested.find(data, cand.source, cand.etag, cand.size):
+                        summary["known"] += 1
                         continue
-                    path, checksum, owned = got.path, got.sha256, True
-                else:
-                    path, checksum, owned = cand.local, sha256_file(cand.local), False
-                rec["checksum"] = checksum
-                if checksum in known:
-                    rec.update(status="duplicate", of=known[checksum])
-                    new_records.append(rec)
-                    summary["duplicates"] += 1
-                    if owned:
-                        path.unlink(missing_ok=True)
-                    continue
-                vid = None
-                try:
-                    info = check_header(path, cfg)
-                    vid = video_id(cand.name, taken, today)
-                    if extract_frames:
+                    rec = {"source": cand.source, "etag": cand.etag, "size": cand.size, "time": _now()}
+                    if s3 is not None:
                         try:
-                            entry = extract_source(Source(vid, "training", path, "video"), staged, cfg,
-                                                   checksum, progress=False)
-                        except DataError as e:
-                            raise Rejected(_reason(e, path)) from None
-                        frames = entry.frames
+                            got = s3.download(cand.obj, incoming / _safe(cand.name))
+                        except StorageError as e:
+                            summary["failed"].append({"source": redact(cand.source), "error": str(e)})
+                            log.warning("%s", e)
+                            continue
+                        path, checksum, owned = got.path, got.sha256, True
                     else:
-                        try:
-                            frames = sum(1 for _ in read_video(path, tuple(cfg.data.size), cfg.data.channels))
-                        except DataError as e:
-                            raise Rejected(_reason(e, path)) from None
-                    check_decoded(frames, info, cfg)
-                except Rejected as why:
-                    if vid:
-                        taken.discard(vid)
-                        if staged is not None:
-                            (staged / "training" / f"{vid}.npy").unlink(missing_ok=True)
-                    qpath = _quarantine(cfg, cand, path, checksum, str(why), move=owned)
-                    rec.update(status="quarantined", reason=str(why), file=str(qpath))
+                        path, checksum, owned = cand.local, sha256_file(cand.local), False
+                    rec["checksum"] = checksum
+                    if checksum in known:
+                        rec.update(status="duplicate", of=known[checksum])
+                        new_records.append(rec)
+                        summary["duplicates"] += 1
+                        if owned:
+                            path.unlink(missing_ok=True)
+                        continue
+                    vid = None
+                    try:
+                        info = check_header(path, cfg)
+                        vid = video_id(cand.name, taken, today)
+                        if extract_frames:
+                            try:
+                                entry = extract_source(Source(vid, "training", path, "video"), staged, cfg,
+                                                       checksum, progress=False)
+                            except TruncatedVideo as e:   # never kept here: ingest runs unattended
+                                raise Rejected(e.reason) from None
+                            except DataError as e:
+                                raise Rejected(_reason(e, path)) from None
+                            frames = entry.frames
+                        else:
+                            try:
+                                frames = sum(1 for _ in read_video(path, tuple(cfg.data.size), cfg.data.channels))
+                            except TruncatedVideo as e:
+                                raise Rejected(e.reason) from None
+                            except DataError as e:
+                                raise Rejected(_reason(e, path)) from None
+                        check_decoded(frames, info, cfg)
+                    except Rejected as why:
+                        if vid:
+                            taken.discard(vid)
+                            if staged is not None:
+                                (staged / "training" / f"{vid}.npy").unlink(missing_ok=True)
+                        qpath = _quarantine(cfg, cand, path, checksum, str(why), move=owned)
+                        rec.update(status="quarantined", reason=str(why), file=str(qpath))
+                        new_records.append(rec)
+                        known[checksum] = str(qpath)
+                        summary["quarantined"].append({"source": redact(cand.source), "reason": str(why),
+                                                       "file": str(qpath)})
+                        log.warning("quarantined %s: %s", redact(cand.source), why)
+                        continue
+                    rel = (ingested.VIDEOS / f"{vid}{Path(cand.name).suffix.lower()}").as_posix()
+                    held = incoming / "accepted" / Path(rel).name
+                    held.parent.mkdir(parents=True, exist_ok=True)
+                    if owned:
+                        os.replace(path, held)
+                    else:
+                        shutil.copy2(path, held)
+                    accepted_files.append((held, root / rel))
+                    rec.update(status="ingested", video=vid, file=rel, frames=frames, fps=info["fps"],
+                               width=info["width"], height=info["height"])
                     new_records.append(rec)
-                    known[checksum] = str(qpath)
-                    summary["quarantined"].append({"source": redact(cand.source), "reason": str(why),
-                                                   "file": str(qpath)})
-                    log.warning("quarantined %s: %s", redact(cand.source), why)
-                    continue
-                rel = (ingested.VIDEOS / f"{vid}{Path(cand.name).suffix.lower()}").as_posix()
-                held = incoming / "accepted" / Path(rel).name
-                held.parent.mkdir(parents=True, exist_ok=True)
-                if owned:
-                    os.replace(path, held)
-                else:
-                    shutil.copy2(path, held)
-                accepted_files.append((held, root / rel))
-                rec.update(status="ingested", video=vid, file=rel, frames=frames, fps=info["fps"],
-                           width=info["width"], height=info["height"])
-                new_records.append(rec)
-                known[checksum] = vid
-                if extract_frames:
-                    entry.source = str(root / rel)
-                    new_entries.append(entry)
-                summary["ingested"].append({"video": vid, "source": redact(cand.source), "frames": frames})
-                summary["frames"] += frames
+                    known[checksum] = vid
+                    if extract_frames:
+                        entry.source = str(root / rel)
+                        new_entries.append(entry)
+                    summary["ingested"].append({"video": vid, "source": redact(cand.source), "frames": frames})
+                    summary["frames"] += frames
 
-            if new_records:
-                # commit: raw files, then arrays + manifest, then the log (the commit point)
-                for held, final in accepted_files:
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(held, final)
-                data["objects"].extend(new_records)
-                if extract_frames and new_entries:
-                    extra["ingested"] = ingested.manifest_records(data)
-                    commit_store(store, staged, entries + new_entries, extraction_params(cfg), extra)
-                ingested.save_log(root, data)
-        finally:
-            if staged is not None:
-                shutil.rmtree(staged, ignore_errors=True)
-            shutil.rmtree(incoming / "accepted", ignore_errors=True)
-            if incoming.is_dir() and not any(incoming.iterdir()):
-                incoming.rmdir()   # partial downloads, if any, stay for the next run to resume
+                if new_records:
+                    # commit: raw files, then the store (when the block ends), then the log (the commit point)
+                    for held, final in accepted_files:
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(held, final)
+                    data["objects"].extend(new_records)
+                    if extract_frames and new_entries:   # the scratch folder becomes the new store
+                        extra["ingested"] = ingested.manifest_records(data)
+                        complete_store(staged, store, entries + new_entries, extraction_params(cfg), extra)
+                        os.replace(staged, stage / store.name)
+            finally:
+                shutil.rmtree(incoming / "accepted", ignore_errors=True)
+                if incoming.is_dir() and not any(incoming.iterdir()):
+                    incoming.rmdir()   # partial downloads, if any, stay for the next run to resume
+        if new_records:
+            ingested.save_log(root, data)
     return summary
 
 

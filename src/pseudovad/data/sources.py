@@ -5,10 +5,17 @@ Layouts accepted under a dataset root, per split (`training`, `testing`):
   <root>/<split>/videos/<video>.{avi,mp4,...}               (anything OpenCV decodes)
 Frames are yielded one at a time, already resized and converted, so memory stays bounded by one
 frame whatever the length of the footage.
+
+Footage that decodes only in part is an error wherever it is read (`extract`, `score`, `ingest`
+all decode through here): a video whose decodable frames fall short of the count its container
+declares (a cut-off upload or copy), and a JPEG frame without its end-of-image marker, which
+OpenCV would return with the missing rows filled grey. `allow_truncated` keeps what decodes of
+such a video, with a warning.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +27,46 @@ import numpy as np
 from pseudovad.errors import DataError
 from pseudovad.files import sha256_file
 
+log = logging.getLogger(__name__)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 VIDEO_EXTS = {".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".flv"}
 SPLITS = ("training", "testing")
+TRUNCATION_TOLERANCE = 0.01   # containers may over-count by a frame or two; more is a cut-off file
+JPEG_EXTS = {".jpg", ".jpeg"}
+
+
+class TruncatedVideo(DataError):
+    """A video that decodes fewer frames than its container declares."""
+
+    def __init__(self, path: Path, decoded: int, declared: int):
+        self.path, self.decoded, self.declared = path, decoded, declared
+        super().__init__(f"{path}: {self.reason} (a cut-off file; --allow-truncated keeps the frames that decode)")
+
+    @property
+    def reason(self) -> str:
+        return f"truncated: decoded {self.decoded} of the {self.declared} frames the container declares"
+
+
+def check_frame_count(path: Path, decoded: int, declared: int, allow_truncated: bool = False) -> None:
+    """The one truncation rule: decodable frames short of the declared count (beyond a container's
+    usual over-count) raise `TruncatedVideo`, or, with `allow_truncated`, warn."""
+    if declared > 0 and decoded < declared - max(2, int(TRUNCATION_TOLERANCE * declared)):
+        if not allow_truncated:
+            raise TruncatedVideo(path, decoded, declared)
+        log.warning("%s: truncated: decoded %d of the %d frames the container declares; keeping them "
+                    "(--allow-truncated)", path, decoded, declared)
+
+
+def jpeg_complete(path: Path) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (FF D9), allowing a short trailer.
+
+    A cut-off JPEG still decodes (libjpeg fills the missing rows with grey and only warns); its
+    tail is then entropy-coded data, where FF D9 cannot occur.
+    """
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 4096))
+        return b"\xff\xd9" in f.read()
 
 
 def natural_key(name: str) -> list:
@@ -92,8 +136,10 @@ def convert(frame: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
     return frame
 
 
-def read_frames(src: Source, size: tuple[int, int], channels: int) -> Iterator[np.ndarray]:
-    """Decode a source frame by frame. Raises DataError naming the file on any bad frame."""
+def read_frames(src: Source, size: tuple[int, int], channels: int, allow_truncated: bool = False
+                ) -> Iterator[np.ndarray]:
+    """Decode a source frame by frame. Raises DataError naming the file on any bad frame, and on
+    a truncated video unless `allow_truncated` (module doc)."""
     if src.kind == "frames":
         files = frame_files(src.path)
         if not files:
@@ -103,6 +149,8 @@ def read_frames(src: Source, size: tuple[int, int], channels: int) -> Iterator[n
             img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
             if img is None:
                 raise DataError(f"{f}: unreadable image")
+            if f.suffix.lower() in JPEG_EXTS and not jpeg_complete(f):
+                raise DataError(f"{f}: truncated JPEG (no end-of-image marker): only part of the frame decodes")
             if first_shape is None:
                 first_shape = img.shape[:2]
             elif img.shape[:2] != first_shape:
@@ -110,7 +158,7 @@ def read_frames(src: Source, size: tuple[int, int], channels: int) -> Iterator[n
                                 f"{first_shape[1]}x{first_shape[0]}")
             yield convert(img, size, channels)
         return
-    yield from read_video(src.path, size, channels)
+    yield from read_video(src.path, size, channels, allow_truncated)
 
 
 def open_video(path: Path) -> cv2.VideoCapture:
@@ -122,8 +170,12 @@ def open_video(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def read_video(path: Path, size: tuple[int, int], channels: int) -> Iterator[np.ndarray]:
+def read_video(path: Path, size: tuple[int, int], channels: int, allow_truncated: bool = False
+               ) -> Iterator[np.ndarray]:
+    """Decode a video frame by frame; after the last frame, `check_frame_count` against the count
+    the container declares."""
     cap = open_video(path)
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     n = 0
     first_shape = None
     try:
@@ -141,6 +193,7 @@ def read_video(path: Path, size: tuple[int, int], channels: int) -> Iterator[np.
         cap.release()
     if n == 0:
         raise DataError(f"{path}: no decodable frames (corrupt or empty video)")
+    check_frame_count(path, n, declared, allow_truncated)
 
 
 def video_info(path: Path) -> dict:

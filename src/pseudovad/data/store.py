@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,7 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pseudovad.errors import DataError
-from pseudovad.files import write_json
+from pseudovad.files import settle, write_json
 
 MANIFEST = "manifest.json"
 VERSION = 1
@@ -80,6 +79,7 @@ class FrameStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        settle(self.root.parent)   # an extract or ingest killed while swapping the store in: finish it
         path = self.root / MANIFEST
         if not path.is_file():
             raise DataError(f"{path}: no frame store here (run `pseudovad extract` first)")
@@ -132,31 +132,28 @@ class FrameStore:
         return h.hexdigest()
 
 
-def commit_store(root: Path, staged: Path, entries: list[VideoEntry], params: dict[str, Any],
-                 extra: dict[str, Any] | None = None) -> None:
-    """Move staged arrays into the store, drop arrays no longer listed, then write the manifest.
-
-    The manifest is written last and atomically: a reader sees either the old store or the new
-    one. Arrays are replaced file by file with atomic renames.
+def complete_store(staged: Path, old: Path, entries: list[VideoEntry], params: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> None:
+    """Make `staged` (holding the arrays decoded this run) the whole new store: the arrays of
+    `old` that `entries` reuse are hard-linked in (copied where the file system cannot link),
+    then the manifest is written. The caller swaps `staged` in for the old store in one commit
+    (`files.staged_outputs`), so a reader sees the old store or the new one, never a mix; arrays
+    the new manifest does not list are gone with the old store.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    for f in sorted(staged.rglob("*.npy")):
-        rel = f.relative_to(staged)
-        dest = root / rel
+    staged.mkdir(parents=True, exist_ok=True)
+    for rel in [e.file for e in entries] + [e.labels for e in entries if e.labels]:
+        dest = staged / rel
+        if dest.exists():
+            continue
+        src = old / rel
+        if not src.is_file():
+            raise DataError(f"{src}: frame array listed in the store is missing (re-run `pseudovad extract`)")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(f, dest)
-    keep = {e.file for e in entries} | {e.labels for e in entries if e.labels}
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copy2(src, dest)
     manifest = {"version": VERSION, "params": params, "videos": [e.to_dict() for e in entries]}
     if extra:
         manifest.update(extra)
-    write_json(root / MANIFEST, manifest)
-    for split_dir in root.iterdir():
-        if split_dir.is_dir() and not split_dir.name.startswith("."):
-            for f in split_dir.glob("*.npy"):
-                if str(f.relative_to(root)) not in keep:
-                    f.unlink()
-
-
-def staging_dir(root: Path) -> Path:
-    root.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".staging", dir=root.parent))
+    write_json(staged / MANIFEST, manifest)

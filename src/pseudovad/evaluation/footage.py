@@ -58,9 +58,11 @@ def _time(frame: int, fps: float | None) -> float | None:
 
 def score_footage(detector: Detector, src: Source, out_dir: Path, settings: ScoreConfig, *,
                   threshold: float | None = None, fps: float | None = None, total: int | None = None,
-                  video: str | Path | None = None, model_ref: str = "", progress: bool = False) -> dict[str, Any]:
+                  video: str | Path | None = None, model_ref: str = "", progress: bool = False,
+                  allow_truncated: bool = False) -> dict[str, Any]:
     """Score `src` with `detector`; write scores.csv, timeline.png, summary.json (+ `video`) into
-    `out_dir`; return the summary. `threshold` (the command line's) beats `settings.threshold`."""
+    `out_dir`; return the summary. `threshold` (the command line's) beats `settings.threshold`.
+    A truncated video is an error (nothing written) unless `allow_truncated`."""
     meta = detector.meta
     size = tuple(int(x) for x in meta["size"])
     channels = int(meta["channels"])
@@ -70,7 +72,7 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
     name = str(src.path)
 
     def frames() -> Iterator[np.ndarray]:
-        return read_frames(src, size, channels)
+        return read_frames(src, size, channels, allow_truncated)
 
     if norm == "calibrated":
         calib = calibration.check(meta.get("calibration"), model_ref)

@@ -64,6 +64,22 @@ def select_videos(store: FrameStore, only: list[str] | None = None) -> list[Vide
     return entries
 
 
+def check_videos(detector: Detector, store: FrameStore, entries: list[VideoEntry]) -> None:
+    """What scoring would otherwise find late (after minutes, on the first bad video): every test
+    video has the model's frame size, frame labels, and at least one clip's span of frames."""
+    span = detector.geometry.span
+    for e in entries:
+        detector.check_compatible(e, str(store.root))
+    unlabelled = [e.id for e in entries if e.labels is None]
+    if unlabelled:
+        raise DataError(f"{store.root}: test video(s) {', '.join(unlabelled)} have no frame labels "
+                        "(give data.labels or put labels in <root>/testing, then re-run `pseudovad extract`)")
+    short = [f"{e.id} ({e.frames} frame{'s' if e.frames != 1 else ''})" for e in entries if e.frames < span]
+    if short:
+        raise DataError(f"{store.root}: test video(s) {', '.join(short)} shorter than one {span}-frame clip of "
+                        "this model: nothing to score them with (drop them from the test split or pass --videos)")
+
+
 def top_frames(psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray], k: int,
                geom: ClipGeometry) -> list[tuple[str, int]]:
     """The k highest-scoring frames, at most one per clip length of a video.

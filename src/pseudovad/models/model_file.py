@@ -17,7 +17,7 @@ from torch import nn
 
 from pseudovad import config as config_mod
 from pseudovad.errors import DataError, PseudovadError
-from pseudovad.files import atomic_path
+from pseudovad.files import atomic_path, settle
 from pseudovad.geometry import ClipGeometry
 
 FORMAT = "pseudovad-model/1"
@@ -39,14 +39,21 @@ def model_meta(cfg: config_mod.Config, **extra: Any) -> dict[str, Any]:
 
 
 def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write model.pt atomically; its bytes are a function of the weights and meta alone.
+
+    torch.save given a path names the zip archive inside after the file (here: the temp file's
+    random name), so the same model saved twice would differ; given an open file it always names
+    it "archive". The registry and DVC identify a model by these bytes (sha256 / md5).
+    """
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, f)
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    settle(path.parent)   # a train killed mid-commit: finish it, so model.pt matches its metrics.json
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
     try:

@@ -2,7 +2,9 @@
 
 The protocol (the LTGPA / MAE-NCT papers') and the files beside the numbers are
 `pseudovad.evaluation.protocol`. Writes to `evaluate.out`: scores.csv, roc.csv (a DVC plot),
-plots/, and metrics.json (a DVC metric), written last.
+plots/ and metrics.json (a DVC metric), which change together (`files.staged_outputs`): a kill at
+any instant leaves the previous evaluation or this one, never a mix. The test videos are checked
+against the model (size, length, labels) before any frame is scored.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pseudovad.errors import DataError
 from pseudovad import registry, tracking
 from pseudovad.evaluation import protocol
 from pseudovad.evaluation.streaming import Detector
-from pseudovad.files import write_json
+from pseudovad.files import claim, staged_outputs, write_json
 
 
 def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
@@ -31,11 +33,14 @@ def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | 
     only = list(videos or cfg.evaluate.videos or []) or None
     entries = protocol.select_videos(fs, only)
     detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.evaluate.batch_size)
-    result = protocol.evaluate(detector, fs, entries, out, dataset=cfg.data.name, model_ref=model_ref,
-                               fingerprint=fs.fingerprint("testing", only), top_k=cfg.evaluate.top_k,
-                               progress=progress, score=cfg.evaluate.score, region_grid=tuple(cfg.evaluate.region_grid),
-                               pixel_masks=cfg.data.pixel_masks, bootstrap=cfg.evaluate.bootstrap)
-    write_json(out / "metrics.json", result)
+    protocol.check_videos(detector, fs, entries)     # before any scoring: what would fail late
+    with staged_outputs(out, "evaluate") as stage:   # scores, ROC, plots and metrics change together
+        result = protocol.evaluate(detector, fs, entries, stage, dataset=cfg.data.name, model_ref=model_ref,
+                                   fingerprint=fs.fingerprint("testing", only), top_k=cfg.evaluate.top_k,
+                                   progress=progress, score=cfg.evaluate.score,
+                                   region_grid=tuple(cfg.evaluate.region_grid), pixel_masks=cfg.data.pixel_masks,
+                                   bootstrap=cfg.evaluate.bootstrap)
+        write_json(stage / "metrics.json", result)
     return result
 
 
@@ -47,19 +52,21 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
     Inside an MLflow run: params, the AUCs / EER, the evaluation-set fingerprint and the model
     reference as tags, metrics.json, roc.csv and plots/ as artifacts.
     """
-    with tracking.run(cfg, "evaluate", tags={"model": model}):
-        result = _evaluate(cfg, model, store, out, videos, progress)
-        tracking.set_tags({"data.fingerprint": result["fingerprint"], "model": result["model"],
-                           "train_fingerprint": result.get("train_fingerprint")})
-        tracking.log_metrics({k: result.get(k) for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
-                                                         "anomalous_frames", "videos", "region_auc_micro",
-                                                         "region_auc_macro", "pixel_auc", "auc_micro_ci_low",
-                                                         "auc_micro_ci_high")})
-        folder = Path(out or cfg.evaluate.out)
-        for name in ("metrics.json", "roc.csv"):
-            tracking.log_artifacts(folder / name)
-        if (folder / "plots").is_dir():
-            tracking.log_artifacts(folder / "plots", "plots")
+    folder = Path(out or cfg.evaluate.out)
+    with claim(folder, "evaluate"):   # one evaluate per folder; a run a killed one left RUNNING is closed
+        tracking.close_stale_runs(cfg, "evaluate", folder)
+        with tracking.run(cfg, "evaluate", tags={"model": model, **tracking.out_tag(folder)}):
+            result = _evaluate(cfg, model, store, folder, videos, progress)
+            tracking.set_tags({"data.fingerprint": result["fingerprint"], "model": result["model"],
+                               "train_fingerprint": result.get("train_fingerprint")})
+            tracking.log_metrics({k: result.get(k) for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
+                                                             "anomalous_frames", "videos", "region_auc_micro",
+                                                              "region_auc_macro", "pixel_auc", "auc_micro_ci_low",
+                                                              "auc_micro_ci_high")})
+            for name in ("metrics.json", "roc.csv"):
+                tracking.log_artifacts(folder / name)
+            if (folder / "plots").is_dir():
+                tracking.log_artifacts(folder / "plots", "plots")
     return result
 # --- end MLflow tracking ---------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def _safe(name: str) -> str:
 
 def run(cfg: Config, input: str | Path, model: str | Path | None = None, out: str | Path | None = None,
         threshold: float | None = None, video: str | Path | None = None, fps: float | None = None,
-        progress: bool | None = None) -> dict[str, Any]:
+        progress: bool | None = None, allow_truncated: bool = False) -> dict[str, Any]:
     """Score one video / frame folder; write scores.csv, timeline.png, summary.json (+ video)."""
     model_ref = str(model) if model else registry.champion_uri(cfg)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -40,7 +40,8 @@ def run(cfg: Config, input: str | Path, model: str | Path | None = None, out: st
     detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.score.batch_size)
     out_dir = Path(out) if out else Path("runs/score") / _safe(src.video_id)
     return score_footage(detector, src, out_dir, cfg.score, threshold=threshold, fps=fps or container_fps,
-                         total=total, video=video, model_ref=model_ref, progress=progress)
+                         total=total, video=video, model_ref=model_ref, progress=progress,
+                         allow_truncated=allow_truncated)
 
 
 def add_arguments(p) -> None:
@@ -52,10 +53,14 @@ def add_arguments(p) -> None:
                                                    "(default: score.threshold, else 0.99 when calibrated)")
     p.add_argument("--video", help="also write an annotated video here (.mp4 or .avi)")
     p.add_argument("--fps", type=float, help="frame rate for times (default: the video's; frame folders: none)")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="score a video that decodes fewer frames than its container declares (with a warning; "
+                        "default: an error, nothing written)")
 
 
 def main(cfg: Config, args) -> int:
-    s = run(cfg, args.input, args.model, args.out, args.threshold, args.video, args.fps)
+    s = run(cfg, args.input, args.model, args.out, args.threshold, args.video, args.fps,
+            allow_truncated=args.allow_truncated)
     segs = s["segments"]
     where = ", ".join(
         (f"{g['start_s']:.1f}–{g['end_s']:.1f}s" if g["start_s"] is not None else f"frames {g['start_frame']}–{g['end_frame']}")

@@ -1,8 +1,10 @@
 """`train`: fit a detector on normal footage (LTGPA or MAE-NCT), resumable after a kill.
 
 Writes into `train.out`: model.pt (the detector, its config, pre-processing and calibration),
-metrics.json, history.jsonl and checkpoints/ (`pseudovad.training.fit` does the work). The
-MLflow run starts before any data is read, so an unreachable tracking server fails in seconds.
+metrics.json, history.jsonl and checkpoints/ (`pseudovad.training.fit` does the work); model.pt
+and metrics.json change together. The MLflow run starts before any data is read, so an
+unreachable tracking server fails in seconds; SIGTERM closes it KILLED, and a run a SIGKILLed
+trainer left RUNNING is closed by the next train into the same folder.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 from pseudovad import config as config_mod
 from pseudovad import tracking
 from pseudovad.config import Config
+from pseudovad.files import claim
 from pseudovad.training.fit import fit_detector
 from pseudovad.training.loop import Callback
 from pseudovad.training.method import Method
@@ -27,19 +30,21 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
         tracking.log_epoch(record)
         logged.add(epoch)
 
-    with tracking.run(cfg, "train"):
-        result = fit_detector(cfg, store, out, [*(callbacks or []), log_epoch], progress)
-        for record in result["history"]:  # epochs a killed run trained before this one resumed
-            if record["epoch"] not in logged:
-                tracking.log_epoch(record)
-        tracking.set_tags({"data.fingerprint": result["fingerprint"],
-                           **{f"train.resolved.{k}": v for k, v in result["runtime"].items()}})
-        tracking.log_metrics({k: result.get(k) for k in ("val_psnr_mean", "seconds", "train_clips")})
-        folder = Path(out or cfg.train.out)
-        for name in ("metrics.json", "history.jsonl"):
-            if (folder / name).is_file():
-                tracking.log_artifacts(folder / name)
-        tracking.log_model(folder / "model.pt")
+    folder = Path(out or cfg.train.out)
+    with claim(folder, "train"):   # one trainer per folder; a run a killed trainer left RUNNING is closed
+        tracking.close_stale_runs(cfg, "train", folder)
+        with tracking.run(cfg, "train", tags=tracking.out_tag(folder)):
+            result = fit_detector(cfg, store, folder, [*(callbacks or []), log_epoch], progress)
+            for record in result["history"]:  # epochs a killed run trained before this one resumed
+                if record["epoch"] not in logged:
+                    tracking.log_epoch(record)
+            tracking.set_tags({"data.fingerprint": result["fingerprint"],
+                               **{f"train.resolved.{k}": v for k, v in result["runtime"].items()}})
+            tracking.log_metrics({k: result.get(k) for k in ("val_psnr_mean", "seconds", "train_clips")})
+            for name in ("metrics.json", "history.jsonl"):
+                if (folder / name).is_file():
+                    tracking.log_artifacts(folder / name)
+            tracking.log_model(folder / "model.pt")
     return result
 
 

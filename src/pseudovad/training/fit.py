@@ -29,10 +29,11 @@ from pseudovad.data.store import FrameStore
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError, TrainingError
 from pseudovad.evaluation.streaming import Detector
-from pseudovad.files import write_json
+from pseudovad.files import claim, staged_outputs, write_json
 from pseudovad.geometry import ClipGeometry
 from pseudovad.models import value_range
-from pseudovad.models.model_file import load_model, model_meta, save_model
+from pseudovad.models.model_file import load_model, model_meta, read_model_file, save_model
+from pseudovad.training import checkpoint
 from pseudovad.training.loop import Callback, fit
 from pseudovad.training.method import Method
 from pseudovad.training.methods import build_method
@@ -104,12 +105,36 @@ def warm_start(method: Method, init: str, device: torch.device, cfg: Config | No
     log.info("warm start from %s", init)
 
 
+def finished_outputs(cfg: Config, out: Path, steps: int, fingerprint: str) -> dict[str, Any] | None:
+    """metrics.json of `out` if model.pt and metrics.json there are this training's result
+    (same params, same training data, same number of steps), else None."""
+    import json
+
+    try:
+        summary = json.loads((out / "metrics.json").read_text())
+        meta = read_model_file(out / "model.pt")["meta"]
+    except (OSError, ValueError, DataError):
+        return None
+    same = (summary.get("steps") == steps == meta.get("steps")
+            and summary.get("fingerprint") == fingerprint == meta.get("train_fingerprint")
+            and isinstance(meta.get("config"), dict)
+            and checkpoint.params_hash(meta["config"]) == checkpoint.params_hash(cfg.to_dict()))
+    return summary if same else None
+
+
 def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
                  callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Train, calibrate on the validation tail, write model.pt and metrics.json into `out`
-    (default `train.out`); `callbacks` run after every epoch. Returns the summary, the model
-    path and the per-epoch history."""
+    (default `train.out`), together; `callbacks` run after every epoch. Returns the summary,
+    the model path and the per-epoch history. `out` is claimed for the whole run (one trainer
+    per folder: checkpoints are not shared). A re-run of a finished training rewrites nothing."""
     out = Path(out or cfg.train.out)
+    with claim(out, "train"):
+        return _fit_detector(cfg, store, out, callbacks, progress)
+
+
+def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: list[Callback] | None,
+                  progress: bool | None) -> dict[str, Any]:
     progress = (not os.environ.get("PSEUDOVAD_NO_PROGRESS")) if progress is None else progress
     device = resolve_device(cfg.device)
     image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
@@ -123,7 +148,8 @@ def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path |
         warm_start(method, cfg.train.init, device, cfg)
 
     best: dict[str, Any] = {}
-    cbs = list(callbacks or [])
+    trained: list[int] = []           # epochs this call trained (none: the checkpoint was final)
+    cbs = [*(callbacks or []), lambda epoch, record, m: trained.append(epoch)]
     if image and val_set is not None:
         # one-class image protocol: keep the epoch with the best validation reconstruction
         def keep_best(epoch: int, record: dict, m: Method) -> None:
@@ -136,6 +162,11 @@ def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path |
 
     t0 = time.perf_counter()
     result = fit(cfg, method, train_set, out, cbs, progress)
+    if not trained:
+        kept = finished_outputs(cfg, out, result["steps"], fingerprint)
+        if kept is not None:   # re-run of a finished training: its model.pt and metrics.json stand
+            log.info("%s: training finished already; model.pt and metrics.json kept", out)
+            return {**kept, "model": str(out / "model.pt"), "history": result["history"]}
     model = method.predictor()
     if best:
         model.load_state_dict(best["state"])
@@ -148,7 +179,6 @@ def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path |
         calib = calibrate(val_psnr, "validation")
     meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, steps=result["steps"],
                       best_epoch=best.get("epoch"))
-    save_model(out / "model.pt", model, meta)
     final = result["final"]
     summary = {
         "method": cfg.model.method, "pseudo_kind": cfg.pseudo.kind if cfg.model.method == "ltgpa" else cfg.pseudo.mode,
@@ -160,5 +190,7 @@ def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path |
     }
     if best:
         summary["best_epoch"] = best["epoch"]
-    write_json(out / "metrics.json", summary)
+    with staged_outputs(out, "train") as stage:     # model.pt and its summary change together
+        save_model(stage / "model.pt", model, meta)
+        write_json(stage / "metrics.json", summary)
     return {**summary, "model": str(out / "model.pt"), "history": result["history"], "runtime": result["runtime"]}

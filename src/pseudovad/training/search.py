@@ -39,7 +39,7 @@ from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import ConfigError, TrainingError
-from pseudovad.files import write_json, write_text
+from pseudovad.files import claim, staged_outputs, write_json, write_text
 from pseudovad.training import search_space
 from pseudovad.training.tune_trial import BEST_MODEL, BEST_STATE, error_line, trial
 
@@ -335,7 +335,7 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
     key = search_key(cfg, dims, fs)
     tu = cfg.tune
 
-    with ray_session(cfg):
+    with claim(out, "tune"), ray_session(cfg), contextlib.ExitStack() as stack:
         from ray import tune
 
         restore = _restorable(out, key)
@@ -369,9 +369,9 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                                               failure_config=tune.FailureConfig(max_failures=tu.max_failures)))
             results = tuner.fit()
             rows = trial_rows(results, dims, tu.max_epochs, trial_statuses(out / EXPERIMENT), out / TRIALS)
-            write_text(out / "results.csv", results_csv(rows))
             unfinished = [r["trial_id"] for r in rows if r["outcome"] == "unfinished"]
             if unfinished:  # Ctrl-C: Tune saved the experiment and returned early
+                write_text(out / "results.csv", results_csv(rows))
                 raise TrainingError(f"tune: search interrupted with {len(unfinished)} unfinished trial(s); run the same "
                                     f"command again to restore it from {out / EXPERIMENT} (so far: {out / 'results.csv'})")
             errors = [{"trial_id": r["trial_id"], "error": r["error"]} for r in rows if r["outcome"] == "error"]
@@ -379,13 +379,17 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                 log.error("trial %s failed: %s", e["trial_id"], e["error"])
             scored = [r for r in rows if r["best_val_auc"] is not None]
             if not scored:
+                write_text(out / "results.csv", results_csv(rows))
                 first = f"; first error: {errors[0]['error']}" if errors else ""
                 raise TrainingError(f"tune: none of {len(rows)} trials reported a validation AUC "
                                     f"(results in {out / 'results.csv'}){first}")
             best = max(scored, key=lambda r: r["best_val_auc"])   # ties: the first trial created
             best_model = out / TRIALS / best["trial_id"] / BEST_MODEL
             test = evaluate_held_out(best_model, fs, held, cfg)
-            shutil.copyfile(best_model, out / BEST_MODEL)
+            # the verdict (results.csv, best_model.pt, best_params.yaml, metrics.json) changes together
+            stage = stack.enter_context(staged_outputs(out, "tune"))
+            write_text(stage / "results.csv", results_csv(rows))
+            shutil.copyfile(best_model, stage / BEST_MODEL)
             overrides = {k: best[k] for k in dims}
             summary: dict[str, Any] = {
                 "best_trial": best["trial_id"], "best_val_auc": best["best_val_auc"], "best_epoch": best["best_epoch"],
@@ -403,7 +407,7 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                     + f"validation AUC {best['best_val_auc']:.4f} on {', '.join(e.id for e in val)}; "
                     f"held-out test AUC {test['auc_micro']:.4f} on {', '.join(e.id for e in held)}.\n"
                     f"Train with it: pseudovad train -P {out / 'best_params.yaml'}")
-            write_text(out / "best_params.yaml", best_params_text(cfg, overrides, note))
+            write_text(stage / "best_params.yaml", best_params_text(cfg, overrides, note))
             if parent is not None:
                 summary["mlflow_parent_run_id"] = parent.info.run_id
                 summary["mlflow_child_runs"] = _close_children(parent.info.run_id, parent.info.experiment_id, rows)
@@ -411,7 +415,8 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                                    **{f"best.{k}": json.dumps(v) for k, v in overrides.items()}})
                 tracking.log_metrics({k: summary[k] for k in ("best_val_auc", "test_auc", "test_auc_macro", "test_eer",
                                                               "trials", "completed", "stopped_early", "errored")})
-            write_json(out / "metrics.json", summary)
+            write_json(stage / "metrics.json", summary)
+            stack.close()   # commit
             if parent is not None:
                 for name in ("best_params.yaml", "results.csv", "metrics.json"):
                     tracking.log_artifacts(out / name)
