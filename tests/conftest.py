@@ -14,6 +14,10 @@ from pseudovad.data.synthetic import generate
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PSEUDOVAD_NO_PROGRESS", "1")
 
+REPO = Path(__file__).resolve().parents[1]
+# what tests and the tools they run may write inside the checkout: caches, never data
+_UNWATCHED = {".git", ".venv", ".pytest_cache", "__pycache__", ".mypy_cache", ".ruff_cache"}
+
 TINY = {
     "synthetic": {"train_videos": 2, "test_videos": 2, "frames": 40, "height": 48, "width": 64, "walkers": 2},
     "data": {"size": [32, 32], "clip_len": 8, "scored_index": 4, "clip_stride": 2},
@@ -57,3 +61,64 @@ def write_frame_folder(folder: Path, n: int, size=(40, 50), ext=".png", seed=0) 
         cv2.imwrite(str(folder / f"{i + 1}{ext}"), img)
         frames.append(img)
     return frames
+
+
+# ----------------------------------------------------------------------------------------------
+# No test writes outside its tmp dirs
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file and folder of the checkout outside the caches. Not `git status`:
+    the outputs a test could leak (mlflow.db, mlruns/, runs/, data/) are git-ignored, and an
+    ignored file that changes is invisible to git."""
+    out: dict[str, tuple[int, int]] = {}
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _UNWATCHED and not d.endswith(".egg-info")]
+        for name in [*dirs, *names]:
+            path = Path(folder, name)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            out[str(path.relative_to(root))] = (st.st_size if not path.is_dir() else 0, st.st_mtime_ns)
+    return out
+
+
+def pytest_sessionstart(session):
+    session.config._repo_tree = _tree(REPO)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_repo_tree", None)
+    if before is None:
+        return
+    after = _tree(REPO)
+    changed = sorted({*before, *after} - {k for k in before if after.get(k) == before[k]})
+    if changed:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"tests wrote into the checkout {REPO} (they must write only in their tmp dirs):"]
+        lines += [f"  {'added' if k not in before else 'removed' if k not in after else 'changed'} {k}"
+                  for k in changed[:40]]
+        for line in lines:
+            (tr.write_line(line, red=True) if tr else print(line))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_outside_the_checkout(tmp_path_factory):
+    """Module fixtures run before function ones: they too start in a tmp working folder, with no
+    MLflow server of the user's in the environment and a model cache in tmp."""
+    mp = pytest.MonkeyPatch()
+    mp.chdir(tmp_path_factory.mktemp("cwd-session"))
+    # unset rather than pointed at tmp: a tracking.uri a test sets must win (MLFLOW_TRACKING_URI beats it)
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.setenv("PSEUDOVAD_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _test_outside_the_checkout(tmp_path_factory, monkeypatch):
+    """Each test runs in a tmp working folder of its own: a default relative output (mlflow.db,
+    mlruns/, runs/…) lands there, never in the checkout or another test's folder."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+

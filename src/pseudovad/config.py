@@ -515,6 +515,52 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key written twice in one mapping is an error: plain YAML
+    keeps the last silently, so a `train:` section pasted twice would drop the first one."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *base` overrides on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise ConfigError(f"{self.name}:{key_node.start_mark.line + 1}: key {key!r} is written twice "
+                                      f"(first on line {seen[key] + 1}); keep one")
+                seen[key] = key_node.start_mark.line
+            except TypeError:          # an unhashable key: YAML's own error follows
+                continue
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """A params file's text → its tree; a duplicate key (naming both lines) or a YAML error is a
+    ConfigError naming `source`."""
+    loader = _StrictLoader(text)
+    loader.name = str(source)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    finally:
+        loader.dispose()
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A text input file as UTF-8; a folder, an unreadable or a non-UTF-8 file is one ConfigError line."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a {what}")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror})") from None
+
+
 def from_dict(values: dict[str, Any]) -> Config:
     return validate(_build(Config, values or {}))
 
@@ -526,10 +572,7 @@ def load(path: str | Path | None = "params.yaml", overrides: list[str] | None = 
     if path is not None:
         p = Path(path)
         if p.exists():
-            try:
-                loaded = yaml.safe_load(p.read_text())
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+            loaded = parse_yaml(read_text_file(p, "params file"), p)
             if loaded is not None and not isinstance(loaded, dict):
                 raise ConfigError(f"{p}: expected a mapping at the top level")
             tree = loaded or {}

@@ -63,10 +63,7 @@ def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, ove
     ones made without the config (resolving a models:/ URI), so the pipeline's server wins over
     one the image or the pod's environment names.
     """
-    try:
-        tree = yaml.safe_load(params or "") or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"params: not valid YAML ({str(e).splitlines()[0]})") from None
+    tree = config_mod.parse_yaml(params or "", "params") or {}
     if not isinstance(tree, dict):
         raise ConfigError("params: expected a mapping at the top level (a params.yaml's text)")
     layer = {k: v for k, v in (typed or {}).items() if v is not None and v != ""}

@@ -10,6 +10,7 @@ loads local files; run logging is `pseudovad.tracking`.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -20,12 +21,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from pseudovad import tracking
 from pseudovad.config import Config
 from pseudovad.errors import DataError, TrackingError
-from pseudovad.files import sha256_file
+from pseudovad.files import exclusive_lock, settle, sha256_file
 from pseudovad.gate import Entry, decide
 from pseudovad.models import model_file
 
@@ -115,7 +117,7 @@ class Candidate:
 
     @classmethod
     def read(cls, model: Path, metrics: Path) -> Candidate:
-        ev = read_metrics(metrics)
+        ev = read_metrics(metrics)    # (both reads settle a half-done commit of their folder first)
         meta = model_file.read_model_file(model)["meta"]
         for key in ("method", "train_fingerprint"):
             if ev.get(key) and meta.get(key) and ev[key] != meta[key]:
@@ -126,6 +128,7 @@ class Candidate:
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """An evaluate metrics.json with the two things the gate needs: auc_micro and the test-set fingerprint."""
+    settle(path.parent)
     if not path.is_file():
         raise DataError(f"{path}: metrics file not found (run `pseudovad evaluate` first or pass --metrics)")
     try:
@@ -174,11 +177,57 @@ def _ensure_registered_model(c, cfg: Config, name: str) -> None:
             raise
 
 
+def _same_versions(c, name: str, sha: str, fingerprint: str) -> list:
+    """The versions of this exact model file evaluated on this exact test set, oldest first."""
+    found = c.search_model_versions(f"name = '{name}' and tags.model_sha256 = '{sha}'")
+    return sorted((mv for mv in found if mv.tags.get("eval_fingerprint") == fingerprint), key=lambda mv: int(mv.version))
+
+
 def _find_version(c, name: str, sha: str, fingerprint: str):
     """An existing version of this exact model file evaluated on this exact test set."""
-    found = c.search_model_versions(f"name = '{name}' and tags.model_sha256 = '{sha}'")
-    same = [mv for mv in found if mv.tags.get("eval_fingerprint") == fingerprint]
-    return max(same, key=lambda mv: int(mv.version)) if same else None
+    same = _same_versions(c, name, sha, fingerprint)
+    return same[-1] if same else None
+
+
+def _keep_first(c, name: str, mine, sha: str, fingerprint: str):
+    """(the version to use, whether it is another's) after creating `mine`: a register running at
+    the same moment on a server (no shared lock) may have created a version of the same file on
+    the same test set too. The oldest wins, on both sides; ours, if younger, is deleted before
+    any alias or gate tag points at it."""
+    same = _same_versions(c, name, sha, fingerprint)
+    first = same[0] if same else mine
+    if int(first.version) < int(mine.version):
+        c.delete_model_version(name, str(mine.version))
+        return first, True
+    return mine, False
+
+
+def _store_folder(uri: str) -> Path | None:
+    """The folder of a tracking store on this machine's file system (sqlite file, file: or path),
+    where a lock file can serialise registrations; None for a server or a database service."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0]
+    if scheme == "sqlite":
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        return Path(path).resolve().parent if path and path != ":memory:" else None
+    if scheme == "file":
+        return Path(parts.path).resolve()
+    if scheme == "" and uri:
+        return Path(uri).resolve()
+    return None
+
+
+@contextlib.contextmanager
+def _one_registration(uri: str, name: str) -> Iterator[None]:
+    """Registrations of `name` one at a time where the store is a local file (a lock beside it);
+    on a server, `_keep_first` settles a race after the fact."""
+    folder = _store_folder(uri)
+    if folder is None:
+        yield
+        return
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    with exclusive_lock(folder / f".register-{safe}.lock", f"register of {name}", wait=True):
+        yield
 
 
 def find_logged_model(cfg: Config, sha256: str) -> str | None:
@@ -201,7 +250,7 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
     ev, meta, sha, fp = cand.metrics, cand.meta, cand.sha256, cand.fingerprint
     run_id = tracking.active_run_id()
     uri = tracking.tracking_uri(cfg)
-    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
+    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri), _one_registration(uri, name):
         c = tracking.client()
         tracking.log_metrics({k: ev.get(k) for k in METRIC_KEYS})
         _ensure_registered_model(c, cfg, name)
@@ -213,7 +262,7 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
             tags.update({"eval_fingerprint": fp, "model_sha256": sha, "method": str(meta.get("method")),
                          "train_fingerprint": str(meta.get("train_fingerprint")), "dataset": cfg.data.name,
                          "registered_by": user, "register_run_id": run_id})
-            mv = mlflow.register_model(source, name, tags=tags)
+            mv, reused = _keep_first(c, name, mlflow.register_model(source, name, tags=tags), sha, fp)
         version = str(mv.version)
         aliases = dict(c.get_registered_model(name).aliases or {})
         before = aliases.get(CHAMPION)

@@ -12,6 +12,7 @@ the file) and both counts.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,8 @@ def _split_flat(path: Path, flat: np.ndarray, counts: dict[str, int]) -> dict[st
 def read_labels(path: str | Path, counts: dict[str, int]) -> dict[str, np.ndarray]:
     """Labels per video id, in the order of `counts` (video id → extracted frame count)."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a label file")
     if not path.is_file():
         raise DataError(f"{path}: label file not found")
     suffix = path.suffix.lower()
@@ -96,18 +99,30 @@ def _read_mat(path: Path, counts: dict[str, int]) -> dict[str, np.ndarray]:
 
 def _read_csv(path: Path, counts: dict[str, int]) -> dict[str, np.ndarray]:
     rows: dict[str, dict[int, int]] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"video", "frame", "label"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: expected a header with columns video,frame,label")
-        for lineno, r in enumerate(reader, start=2):
-            try:
-                frame, label = int(r["frame"]), int(r["label"])
-            except (TypeError, ValueError):
-                raise DataError(f"{path}:{lineno}: frame and label must be integers") from None
-            if label not in (0, 1):
-                raise DataError(f"{path}:{lineno}: label must be 0 or 1, got {label}")
-            rows.setdefault(str(r["video"]), {})[frame] = label
+    first_line: dict[tuple[str, int], int] = {}
+    try:
+        text = path.read_bytes().decode("utf-8-sig")   # a spreadsheet's BOM is fine
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                        "save it as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or not {"video", "frame", "label"} <= set(reader.fieldnames):
+        raise DataError(f"{path}: expected a header with columns video,frame,label")
+    for r in reader:
+        lineno = reader.line_num
+        try:
+            frame, label = int(r["frame"]), int(r["label"])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}:{lineno}: frame and label must be integers") from None
+        if label not in (0, 1):
+            raise DataError(f"{path}:{lineno}: label must be 0 or 1, got {label}")
+        vid = str(r["video"])
+        old = rows.setdefault(vid, {}).get(frame)
+        if old is not None and old != label:   # the last would silently win
+            raise DataError(f"{path}:{lineno}: video {vid} frame {frame} labelled {label}, but {old} on line "
+                            f"{first_line[(vid, frame)]}")
+        first_line.setdefault((vid, frame), lineno)
+        rows[vid][frame] = label
     out = {}
     for vid, n in counts.items():
         if vid not in rows:

@@ -19,13 +19,15 @@ from pseudovad.errors import DataError
 from pseudovad import registry, tracking
 from pseudovad.evaluation import protocol
 from pseudovad.evaluation.streaming import Detector
-from pseudovad.files import claim, staged_outputs, write_json
+from pseudovad.files import claim, settle, staged_outputs, write_json
 
 
 def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
               out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
     """Score the test split of `store` with `model` (a path or MLflow URI); write and return metrics."""
     model_ref = str(model) if model is not None else str(Path(cfg.train.out) / "model.pt")
+    if model is None:
+        settle(cfg.train.out)     # a train killed while committing model.pt: finish that first
     if model is None and not Path(model_ref).is_file():
         raise DataError(f"{model_ref}: model file not found (run `pseudovad train` first or pass --model)")
     out = Path(out or cfg.evaluate.out)
