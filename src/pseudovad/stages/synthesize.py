@@ -5,13 +5,14 @@ from pathlib import Path
 
 from pseudovad.config import Config
 from pseudovad.data.synthetic import generate
-from pseudovad.files import atomic_dir
+from pseudovad.files import staged_outputs
 
 
 def run(cfg: Config, out: str | Path | None = None) -> dict:
     out = Path(out or cfg.synthetic.out)
-    with atomic_dir(out) as tmp:
-        summary = generate(cfg.synthetic, tmp)
+    # swapped in whole; its parent (data/) is claimed like extract's and ingest's store
+    with staged_outputs(out.parent, f"synthesize into {out}") as stage:
+        summary = generate(cfg.synthetic, stage / out.name)
     summary["out"] = str(out)
     return summary
 
