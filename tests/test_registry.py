@@ -275,10 +275,11 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(world, tmp_path, c
 
 def test_runs_outside_a_checkout_carry_the_commit_baked_into_the_image(tmp_path, monkeypatch):
     """An image has no .git: its build's PSEUDOVAD_GIT_COMMIT (docker/Dockerfile) tags the runs."""
-    from pseudovad import tracking
+    from pseudovad import build, tracking
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))   # no repository above either
+    monkeypatch.setattr(build, "_git", lambda *a: None)   # as in the image: no checkout under the package
     cfg = config_mod.from_dict({})
     monkeypatch.delenv("PSEUDOVAD_GIT_COMMIT", raising=False)
     assert "git.commit" not in tracking.run_tags(cfg, "train")
@@ -288,6 +289,18 @@ def test_runs_outside_a_checkout_carry_the_commit_baked_into_the_image(tmp_path,
     assert tags["git.commit"] == "0123456789abcdef0123456789abcdef01234567" and tags["git.dirty"] == "false"
     monkeypatch.setenv("PSEUDOVAD_GIT_COMMIT", "unknown")                  # a build without GIT_COMMIT
     assert "git.commit" not in tracking.run_tags(cfg, "train")
+
+
+def test_runs_outside_a_checkout_carry_the_commit_pseudovad_is_installed_from(tmp_path, monkeypatch):
+    """A user's own folder is no checkout: the runs still say which code ran (the editable install's)."""
+    from pseudovad import build, tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("PSEUDOVAD_GIT_COMMIT", raising=False)
+    monkeypatch.setattr(build, "_git", lambda *a: "" if a[0] == "status" else "ab" * 20)
+    tags = tracking.run_tags(config_mod.from_dict({}), "train")
+    assert tags["git.commit"] == "ab" * 20 and tags["git.dirty"] == "false"
 
 
 def test_runs_in_a_kubeflow_step_carry_its_run_pipeline_and_image(monkeypatch):

@@ -220,8 +220,11 @@ def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, A
     if commit:
         tags["git.commit"] = commit
         tags["git.dirty"] = "true" if _git("status", "--porcelain", "--untracked-files=no") else "false"
-    elif (baked := build.image_commit()) is not None:   # in the project image: no .git, its build's commit
-        tags["git.commit"], tags["git.dirty"] = baked[0], str(baked[1]).lower()
+    elif (source := build.source_commit()) is not None:
+        # outside a checkout (a user's own folder, the project image): the commit of the code
+        # that ran: the image's baked one, else the checkout pseudovad is installed from
+        tags["git.commit"] = source.removesuffix("-dirty")
+        tags["git.dirty"] = str(source.endswith("-dirty")).lower()
     if os.environ.get("DVC_STAGE"):
         tags["dvc.stage"] = os.environ["DVC_STAGE"]
     tags.update({tag: os.environ[env] for tag, env in KFP_TAGS.items() if os.environ.get(env)})

@@ -166,7 +166,8 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
         kept = finished_outputs(cfg, out, result["steps"], fingerprint)
         if kept is not None:   # re-run of a finished training: its model.pt and metrics.json stand
             log.info("%s: training finished already; model.pt and metrics.json kept", out)
-            return {**kept, "model": str(out / "model.pt"), "history": result["history"]}
+            return {**kept, "model": str(out / "model.pt"), "history": result["history"],
+                    "runtime": result["runtime"]}
     model = method.predictor()
     if best:
         model.load_state_dict(best["state"])
