@@ -1,7 +1,7 @@
 """KFP component: `ingest` — new normal footage (S3 prefix or folder) → the persistent frame store,
 and the retraining round's plan (whether to train)."""
 from kfp import dsl
-from kfp.dsl import Markdown, Metrics, Output
+from kfp.dsl import Artifact, Markdown, Metrics, Output
 
 from components.image import IMAGE
 
@@ -12,12 +12,16 @@ def ingest(
     store_dir: str,
     report: Output[Markdown],
     counts: Output[Metrics],
+    lock: Output[Artifact],
     params: str = "",
     overrides: list = [],
     quarantine_dir: str = "",
     mlflow_uri: str = "",
     model_name: str = "",
     warm_start: bool = True,
+    repo_url: str = "",
+    revision: str = "",
+    dvc_remote: str = "",
 ) -> bool:
     """Plan the retraining round (`pseudovad.retraining.plan_round`, what `pseudovad retrain` does
     too): add new footage under `source` to the training split of the store at `store_dir` (a
@@ -27,18 +31,49 @@ def ingest(
     metadata (`failed`) and counted; the round goes on with what arrived. A store without a
     labelled test split fails the step.
 
+    With `dvc_remote` (and the project's `repo_url` at `revision`): a volume without a store is
+    first filled from the revision's DVC data (pulled, or extracted and pushed); after ingest the
+    store and the accepted footage are recorded as `dvc commit -f ingest extract` would and
+    pushed, and the resulting dvc.lock is the `lock` artifact: put it in a checkout of that
+    revision and `dvc pull` gets what this round ingested (`pseudovad.dvc_cache`).
+
     Returns whether to train. (One unnamed output: kfp.local evaluates dsl.If only on outputs
     named Output.)
     """
+    import shutil
     from pathlib import Path
 
     from pseudovad import kubeflow, retraining
 
-    cfg = kubeflow.step_config(locals())
+    checkout, folders, lines = None, {}, []
+    if dvc_remote:
+        from pseudovad.data.ingested import root_for
+        from pseudovad.dvc_cache import Checkout
+
+        checkout = Checkout.clone(repo_url, revision, f"{lock.path}.work")
+        cfg = kubeflow.step_config({**locals(), "params": params or checkout.params_text})
+        checkout.use_remote(cfg)
+        folders = {"extract": Path(store_dir), "ingest": root_for(cfg, store_dir)}
+        lines += checkout.seed(cfg, folders)
+    else:
+        cfg = kubeflow.step_config(locals())
+        lines.append("ingest: no DVC remote (dvc_remote is empty): the store on the volume is versioned nowhere else")
     plan = retraining.plan_round(cfg, store=store_dir, source=source)
-    lines = plan.report()
-    Path(report.path).write_text(kubeflow.markdown("ingest", log=lines, data=plan.metadata()))
-    report.metadata.update(plan.metadata())
+    lines += plan.report()
+    meta = plan.metadata()
+    if checkout is not None:
+        versions = checkout.record(folders)
+        meta.update({"data_version": versions["extract"].md5, "ingested_version": versions["ingest"].md5,
+                     "git_commit": checkout.commit})
+        lines.append(f"ingest: dvc.lock records data/store {versions['extract'].md5} and the ingested footage "
+                     f"{versions['ingest'].md5}; pushed both to the DVC remote (the `lock` artifact)")
+        Path(lock.path).write_text(checkout.lock_text)
+        lock.metadata.update(meta)
+        shutil.rmtree(checkout.root, ignore_errors=True)
+    else:
+        Path(lock.path).write_text("")
+    Path(report.path).write_text(kubeflow.markdown("ingest", log=lines, data=meta))
+    report.metadata.update(meta)
     print("\n".join(lines))
     for key, value in plan.counts().items():
         counts.log_metric(key, value)

@@ -96,6 +96,12 @@ def parse_arguments(pipeline, assignments: list[str], params_file: str | None = 
         missing = [n for n, spec in inputs.items() if n not in args and spec.default is None and not spec.optional]
         if missing:
             raise ConfigError(f"{pipeline.name}: missing required argument(s) {', '.join(missing)} (pass -a NAME=VALUE)")
+        if "dataset_uri" in inputs and not args.get("dataset_uri") and not args.get("dvc_remote"):
+            raise ConfigError(f"{pipeline.name}: give dataset_uri (a dataset to import) or dvc_remote and repo_url "
+                              "(the project's DVC remote and git repository)")
+        if args.get("dvc_remote") and "repo_url" in inputs and not args.get("repo_url"):
+            raise ConfigError(f"{pipeline.name}: dvc_remote needs repo_url (the project's git repository, whose "
+                              "dvc.lock names the data)")
     return args
 
 
@@ -253,7 +259,7 @@ def cmd_local(a) -> int:
     # a workstation has no checkpoint volume: keep checkpoints beside the outputs
     if "checkpoint_dir" in inputs and "checkpoint_dir" not in args:
         args["checkpoint_dir"] = str(root / "checkpoints")
-    for key in ("dataset_uri", "source", "store_dir"):
+    for key in ("dataset_uri", "source", "store_dir", "repo_url"):
         value = args.get(key)
         if isinstance(value, str) and value and "://" not in value:
             args[key] = str(Path(value).resolve())

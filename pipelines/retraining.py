@@ -8,7 +8,9 @@ test split and lets the promotion gate decide. The ingest step plans the round e
 already trained on exactly the training split now on the volume, there is nothing to learn and
 the run stops after ingest (its report says so); a run after a failed one still trains; files
 whose download still fails are reported and the round trains on what arrived. Nothing is cached:
-the bucket and the champion change between runs while the parameters do not.
+the bucket and the champion change between runs while the parameters do not. With `dvc_remote`
+(and `repo_url` / `revision`), an empty volume is filled from the project's DVC data, and each
+round's store and accepted footage are committed and pushed there (`pseudovad.dvc_cache`).
 """
 from kfp import dsl
 
@@ -31,6 +33,10 @@ def retraining_pipeline(
     data_pvc: str = "pseudovad-data",
     s3_secret: str = "pseudovad-s3",
     warm_start: bool = True,
+    repo_url: str = "",
+    revision: str = "",
+    dvc_remote: str = "",
+    git_secret: str = "pseudovad-git",
     method: str = "ltgpa",
     pseudo_kind: str = "learned",
     lam: float = 0.1,
@@ -50,11 +56,13 @@ def retraining_pipeline(
     mlflow_secret: str = "pseudovad-mlflow",
 ):
     args = dict(locals())
-    ing = ingest(source=source, store_dir=store_dir, **step_arguments(args, ingest))
+    ing = ingest(source=source, store_dir=store_dir, repo_url=repo_url, revision=revision,
+                 **step_arguments(args, ingest))
     tasks.step(ing, "ingest", cache=False)
     tasks.preemptible(ing)      # downloads resume; what was committed is not fetched again
     tasks.volume(ing, data_pvc, DATA_MOUNT)
-    tasks.s3_secret(ing, s3_secret)
+    tasks.s3_secret(ing, s3_secret)          # the footage bucket and the DVC remote
+    tasks.git_secret(ing, git_secret)
     tasks.mlflow_secret(ing, mlflow_secret)
 
     with dsl.If(ing.outputs["Output"] == True, name="new-data"):  # noqa: E712 (a pipeline condition)

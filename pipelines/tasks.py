@@ -44,9 +44,12 @@ STAGING = ("/minio", "/s3", "/gcs")
 STAGING_LIMIT = "200Gi"
 
 # Optional secrets (a missing secret or key is skipped): MLflow credentials for steps that log,
-# S3 credentials for ingest. Names come from pipeline parameters.
+# S3 credentials for ingest and the DVC remote, a git token for checking out a private
+# repository. Names come from pipeline parameters.
 MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")}
 S3_SECRET_KEYS = {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")}
+# A private git repository over https (steps that check out the project: `pseudovad.dvc_cache`).
+GIT_SECRET_KEYS = {k: k for k in ("GIT_USERNAME", "GIT_TOKEN")}
 
 UID = 1000   # the image's non-root user (docker/Dockerfile)
 
@@ -120,4 +123,9 @@ def mlflow_secret(task: PipelineTask, secret_name) -> PipelineTask:
 
 def s3_secret(task: PipelineTask, secret_name) -> PipelineTask:
     return kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_KEYS,
+                                        optional=True)
+
+
+def git_secret(task: PipelineTask, secret_name) -> PipelineTask:
+    return kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=GIT_SECRET_KEYS,
                                         optional=True)

@@ -1,10 +1,16 @@
-"""The training pipeline: dataset → extract → (tune) → train → evaluate → register.
+"""The training pipeline: frames → extract → (tune) → train → evaluate → register.
 
-The dataset is imported by URI (s3://, gs://, minio:// — the KFP launcher downloads it into the
-step — or a local path for `pseudovad-kfp local`). Train and tune run on a GPU node; both retry
-after a preemption and resume from their checkpoints on the checkpoint volume. Extract is
-cached (same dataset + same params → same frame store); register never is (it changes the
-registry).
+The frames come one of two ways, a branch each (kfp.local cannot merge branch outputs with
+dsl.OneOf, so each branch has its own tune / train / evaluate / register):
+- `dvc_remote` set: the project's git repository (`repo_url`) at `revision` and its DVC remote:
+  extract pulls the frame store a laptop's `dvc repro && dvc push` (or an earlier run) made,
+  else runs the revision's extract stage and pushes it (`pseudovad.dvc_cache`). Not KFP-cached:
+  DVC is the cache, and a branch name's commit moves.
+- else: the dataset imported by URI (s3://, gs://, minio:// — the KFP launcher downloads it into
+  the step — or a local path for `pseudovad-kfp local`), decoded; extract is KFP-cached (same
+  dataset + same params → same frame store).
+Train and tune run on a GPU node; both retry after a preemption and resume from their
+checkpoints on the checkpoint volume. Register is never cached (it changes the registry).
 """
 from kfp import dsl
 from kfp.dsl import Dataset
@@ -54,11 +60,30 @@ def train_evaluate_register(args: dict, *, store=None, store_dir=None, tuned=Non
     return tr, ev, rg
 
 
-@dsl.pipeline(name=NAME, description="pseudovad: extract → optional Ray Tune → train (GPU) → evaluate → "
-                                     "register with the MLflow promotion gate")
+def tune_train_evaluate_register(args: dict, store) -> None:
+    """The optional Ray Tune step, then train → evaluate → register, on the frame store `store`."""
+    with dsl.If(args["run_tune"] == True, name="tuned"):  # noqa: E712 (a pipeline condition, not Python truth)
+        tu = tune(store=store, **step_arguments(args, tune), checkpoint_dir=args["checkpoint_dir"],
+                  run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        tasks.step(tu, "tune", cache=True)
+        tasks.gpu(tu, args["accelerator_type"], args["gpu_limit"], args["gpu_node_selector"], args["gpu_tolerations"])
+        tasks.preemptible(tu)
+        tasks.checkpoints(tu, args["checkpoint_pvc"])
+        tasks.mlflow_secret(tu, args["mlflow_secret"])
+        train_evaluate_register(args, store=store, tuned=tu.outputs["best"])
+    with dsl.Else(name="untuned"):
+        train_evaluate_register(args, store=store)
+
+
+@dsl.pipeline(name=NAME, description="pseudovad: extract (through the DVC remote, or from an imported dataset) → "
+                                     "optional Ray Tune → train (GPU) → evaluate → register with the MLflow "
+                                     "promotion gate")
 def training_pipeline(
-    dataset_uri: str,
     mlflow_uri: str,
+    dataset_uri: str = "",
+    repo_url: str = "",
+    revision: str = "",
+    dvc_remote: str = "",
     method: str = "ltgpa",
     pseudo_kind: str = "learned",
     lam: float = 0.1,
@@ -80,24 +105,23 @@ def training_pipeline(
     checkpoint_pvc: str = "pseudovad-checkpoints",
     checkpoint_dir: str = CHECKPOINT_MOUNT,
     mlflow_secret: str = "pseudovad-mlflow",
+    s3_secret: str = "pseudovad-s3",
+    git_secret: str = "pseudovad-git",
 ):
     args = dict(locals())
-    footage = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
-    footage.set_display_name("dataset")
-    ex = extract(footage=footage.output, **step_arguments(args, extract))
-    tasks.step(ex, "extract", cache=True)
-    tasks.preemptible(ex)
-    tasks.staging(ex)
-    store = ex.outputs["store"]
-
-    with dsl.If(run_tune == True, name="tuned"):  # noqa: E712 (a pipeline condition, not Python truth)
-        tu = tune(store=store, **step_arguments(args, tune), checkpoint_dir=checkpoint_dir,
-                  run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        tasks.step(tu, "tune", cache=True)
-        tasks.gpu(tu, accelerator_type, gpu_limit, gpu_node_selector, gpu_tolerations)
-        tasks.preemptible(tu)
-        tasks.checkpoints(tu, checkpoint_pvc)
-        tasks.mlflow_secret(tu, mlflow_secret)
-        train_evaluate_register(args, store=store, tuned=tu.outputs["best"])
-    with dsl.Else(name="untuned"):
-        train_evaluate_register(args, store=store)
+    with dsl.If(dvc_remote == "", name="imported-dataset"):
+        footage = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
+        footage.set_display_name("dataset")
+        ex = extract(footage=footage.output, **step_arguments(args, extract))
+        tasks.step(ex, "extract", cache=True)
+        tasks.preemptible(ex)
+        tasks.staging(ex)
+        tune_train_evaluate_register(args, ex.outputs["store"])
+    with dsl.Else(name="dvc"):
+        ex = extract(repo_url=repo_url, revision=revision, **step_arguments(args, extract))
+        tasks.step(ex, "extract", cache=False)
+        tasks.preemptible(ex)       # idempotent: a retry pulls what the killed pod pushed
+        tasks.staging(ex)           # the checkout and the store are staged beside the output artifact
+        tasks.s3_secret(ex, s3_secret)
+        tasks.git_secret(ex, git_secret)
+        tune_train_evaluate_register(args, ex.outputs["store"])

@@ -3,7 +3,8 @@
 A pure function of the candidate's and the champion's evaluations, so it is tested without a
 registry (`pseudovad.registry` makes the MLflow calls around it). The champion moves only if
 
-    fingerprint(candidate) == fingerprint(champion)           (same test frames and labels)
+    fingerprint(candidate) == fingerprint(champion)           (same test frames and labels: the
+                                                               DVC version of the labelled test split)
     and  Δ = auc_micro(candidate) − auc_micro(champion) > 0    (a tie never promotes)
     and  Δ ≥ registry.min_delta                                (compared with 1e-9 tolerance)
 
@@ -51,6 +52,9 @@ def decide(candidate: Entry, champion: Entry | None, min_delta: float, force: bo
         ok = False
         why = (f"evaluated on a different test set than champion v{champion.version} "
                f"(fingerprint {str(c.fingerprint)[:12]} vs {str(champion.fingerprint)[:12]}): AUCs are not comparable")
+        if str(c.fingerprint).endswith(".dir") != str(champion.fingerprint).endswith(".dir"):
+            why += (" (one fingerprint predates DVC evaluation versions: re-evaluate and register the champion's "
+                    "model again, or promote with --force)")
     elif champion.auc is None or not math.isfinite(champion.auc):
         ok = False
         why = f"champion v{champion.version} has no auc_micro tag to compare with"

@@ -37,6 +37,7 @@ PIPELINE_PARAMS = {
     "tune_samples": "tune.num_samples", "tune_gpus_per_trial": "tune.gpus_per_trial",
     "min_delta": "registry.min_delta", "model_name": "registry.model_name",
     "warm_start": "ingest.warm_start", "quarantine_dir": "ingest.quarantine", "mlflow_uri": "tracking.uri",
+    "dvc_remote": "storage.dvc_remote",
 }
 # The other inputs every step's settings come from: a params.yaml's text and `key=value` overrides.
 SETTINGS = ("params", "overrides")
@@ -151,6 +152,28 @@ def publish_tuning(work: str | Path, best_dir: str | Path) -> None:
     """Tune's verdict (best_params.yaml, results.csv, metrics.json) into the step's artifact;
     the trials' checkpoints go."""
     _move_out(Path(work), {n: Path(best_dir, n) for n in TUNE_RESULTS})
+
+
+def store_metadata(cfg: Config, store: str | Path, version: Any = None) -> dict[str, Any]:
+    """What the KFP UI shows for a frame store: counts, geometry, and its data versions as DVC
+    hashes (`pseudovad.data.versioning`): `data_version` (the store, what dvc.lock records) and
+    `evaluation_version` (its labelled test split alone: what the promotion gate compares).
+    `version`: the store's `DirVersion` when the caller has it (no second hashing pass)."""
+    from pseudovad.data import versioning
+    from pseudovad.data.store import FrameStore
+
+    fs = FrameStore(store)
+    splits = sorted({e.split for e in fs.entries})
+    version = version or versioning.dir_version(store)
+    meta: dict[str, Any] = {
+        "videos": {s: len(fs.videos(s)) for s in splits},
+        "frames": {s: sum(e.frames for e in fs.videos(s)) for s in splits},
+        "size": list(cfg.data.size), "channels": cfg.data.channels,
+        "data_version": version.md5, "dvc_size": version.size, "dvc_nfiles": version.nfiles,
+    }
+    if any(e.labels for e in fs.videos("testing")):
+        meta["evaluation_version"] = versioning.evaluation_version(store, version=version)
+    return meta
 
 
 def numbers(summary: Mapping[str, Any], keys: Optional[Iterable[str]] = None) -> dict[str, int | float]:

@@ -343,7 +343,8 @@ def configure_dvc_remote(cfg, repo: str | Path = ".", name: str = "storage") -> 
     a tunnel, a pod through the cluster's service name), so it goes in the untracked
     .dvc/config.local. Credentials are written nowhere: dvc-s3 reads the same AWS chain as boto3.
     """
-    import subprocess
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
     repo = Path(repo)
     if not (repo / ".dvc").is_dir():
@@ -355,15 +356,25 @@ def configure_dvc_remote(cfg, repo: str | Path = ".", name: str = "storage") -> 
     parse_s3_uri(url)
     endpoint = resolve_endpoint(st.endpoint_url)
     region = resolve_region(st.region)
-    dvc = dvc_executable()
-    steps = [[dvc, "remote", "add", "--force", "--default", name, url],
-             [dvc, "remote", "modify", name, "region", region]]
-    if endpoint:
-        steps.append([dvc, "remote", "modify", "--local", name, "endpointurl", endpoint])
-    for cmd in steps:
-        r = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-        if r.returncode != 0:
-            detail = (r.stderr or r.stdout).strip().splitlines()
-            raise StorageError(redact(f"`dvc {' '.join(cmd[1:3])} {name}` failed: "
-                                      f"{detail[-1] if detail else r.returncode}"))
+    # = dvc remote add --force --default NAME URL; dvc remote modify NAME region …;
+    #   dvc remote modify --local NAME endpointurl …  (DVC's own config API, no subprocesses)
+    try:
+        r = Repo(str(repo))
+        try:
+            with r.config.edit("repo") as conf:
+                conf["remote"][name] = {"url": url, "region": region}
+                conf["core"]["remote"] = name
+            with r.config.edit("local") as conf:
+                local = dict(conf["remote"].get(name, {}))
+                local.pop("endpointurl", None)
+                if endpoint:
+                    local["endpointurl"] = endpoint
+                if local:
+                    conf["remote"][name] = local
+                else:
+                    conf["remote"].pop(name, None)
+        finally:
+            r.close()
+    except DvcException as e:
+        raise StorageError(redact(f"DVC remote {name} in {repo}: {' '.join(str(e).split())}")) from None
     return {"name": name, "url": url, "endpoint": redact(endpoint) if endpoint else None, "region": region}

@@ -14,6 +14,7 @@ from typing import Any
 
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore
+from pseudovad.data.versioning import evaluation_version
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError
 from pseudovad import registry, tracking
@@ -38,7 +39,7 @@ def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | 
     protocol.check_videos(detector, fs, entries)     # before any scoring: what would fail late
     with staged_outputs(out, "evaluate") as stage:   # scores, ROC, plots and metrics change together
         result = protocol.evaluate(detector, fs, entries, stage, dataset=cfg.data.name, model_ref=model_ref,
-                                   fingerprint=fs.fingerprint("testing", only), top_k=cfg.evaluate.top_k,
+                                   fingerprint=evaluation_version(fs.root, [e.id for e in entries]), top_k=cfg.evaluate.top_k,
                                    progress=progress, score=cfg.evaluate.score,
                                    region_grid=tuple(cfg.evaluate.region_grid), pixel_masks=cfg.data.pixel_masks,
                                    bootstrap=cfg.evaluate.bootstrap)
@@ -51,8 +52,9 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
         out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
     """Score the test split of `store` with `model` (a path or MLflow URI); write and return metrics.
 
-    Inside an MLflow run: params, the AUCs / EER, the evaluation-set fingerprint and the model
-    reference as tags, metrics.json, roc.csv and plots/ as artifacts.
+    Inside an MLflow run: params, the AUCs / EER, the evaluation-set fingerprint (its DVC version,
+    `pseudovad.data.versioning.evaluation_version`: what the promotion gate compares) and the
+    model reference as tags, metrics.json, roc.csv and plots/ as artifacts.
     """
     folder = Path(out or cfg.evaluate.out)
     with claim(folder, "evaluate"):   # one evaluate per folder; a run a killed one left RUNNING is closed
@@ -63,8 +65,8 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
                                "train_fingerprint": result.get("train_fingerprint")})
             tracking.log_metrics({k: result.get(k) for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
                                                              "anomalous_frames", "videos", "region_auc_micro",
-                                                              "region_auc_macro", "pixel_auc", "auc_micro_ci_low",
-                                                              "auc_micro_ci_high")})
+                                                             "region_auc_macro", "pixel_auc", "auc_micro_ci_low",
+                                                             "auc_micro_ci_high")})
             for name in ("metrics.json", "roc.csv"):
                 tracking.log_artifacts(folder / name)
             if (folder / "plots").is_dir():
