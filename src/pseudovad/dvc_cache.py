@@ -71,10 +71,14 @@ def _git(args: list[str], cwd: Optional[Path] = None) -> str:
 
 
 def check_repo_url(url: str) -> str:
+    """A repository URL a step may clone: set, and with no credentials in it."""
+    from urllib.parse import urlsplit
+
     if not url:
-        raise ConfigError("repo_url: required with a DVC remote (the project's git repository, https:// or a path)")
-    host = url.split("://", 1)[1].split("/", 1)[0] if "://" in url else ""
-    if "@" in host and "://" in url and not url.startswith("ssh://"):
+        raise ConfigError("repo_url: required with a DVC remote (the project's git repository: https://…, a path "
+                          "or file://…)")
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
         raise ConfigError("repo_url: must not contain credentials (user:token@); put the token in the git secret "
                           "(GIT_TOKEN)")
     return url
@@ -120,13 +124,15 @@ class Checkout:
         source = local.resolve().as_uri() if "://" not in url and local.exists() else url
         _git(["init", "-q"], dest)
         _git(["remote", "add", "origin", source], dest)
-        rev = revision or "HEAD"
         try:
-            _git(["fetch", "-q", "--depth", "1", "origin", rev], dest)
+            _git(["fetch", "-q", "--depth", "1", "origin", revision or "HEAD"], dest)
             _git(["checkout", "-q", "--detach", "FETCH_HEAD"], dest)
-        except StorageError:           # e.g. a server that refuses a commit id in a shallow fetch
+        except StorageError:
+            if not revision:
+                raise
+            # a server that refuses a commit id in a shallow fetch: the whole history, then the commit
             _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], dest)
-            _git(["checkout", "-q", "--detach", rev if revision else "origin/HEAD"], dest)
+            _git(["checkout", "-q", "--detach", revision], dest)
         commit = _git(["rev-parse", "HEAD"], dest)
         if not (dest / ".dvc").is_dir():
             raise DataError(f"{redact(url)}@{revision or 'HEAD'}: not a DVC project (no .dvc/ folder)")
@@ -305,10 +311,15 @@ class Checkout:
 
     # ------------------------------------------------------------------------------------------
     def _remote_md5(self, odb, oid: str) -> Optional[str]:
+        """The md5 of an object's bytes in the remote (None: not there), streamed."""
         path = odb.oid_to_path(oid)
         if not odb.fs.exists(path):
             return None
-        return hashlib.md5(odb.fs.cat_file(path), usedforsecurity=False).hexdigest()
+        h = hashlib.md5(usedforsecurity=False)
+        with odb.fs.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
 
     def _diagnose(self, repo, expected: str, rel: str) -> str:
         """Why the pulled `rel` is not `expected`, in one line: an object the remote lacks, or one
