@@ -202,7 +202,22 @@ def cmd_compile(a) -> int:
 
 
 def _package(a, pipeline, tmp: str) -> str:
-    return str(compile_pipeline(pipeline, Path(tmp) / f"{pipeline.name}.yaml"))  # the default run name
+    path = compile_pipeline(pipeline, Path(tmp) / f"{pipeline.name}.yaml")   # the default run name
+    if a.no_cache:
+        without_cache(path)
+    return str(path)
+
+
+def without_cache(path: Path) -> None:
+    """Turn caching off for every task of a compiled pipeline. kfp.Client's `enable_caching=False`
+    only reaches the root DAG's tasks, not those inside dsl.If / dsl.Else branches."""
+    docs = list(yaml.safe_load_all(path.read_text()))
+    spec = docs[0]
+    dags = [spec["root"], *spec.get("components", {}).values()]
+    for dag in dags:
+        for task in dag.get("dag", {}).get("tasks", {}).values():
+            task["cachingOptions"] = {}
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def cmd_run(a) -> int:

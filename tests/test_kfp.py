@@ -26,7 +26,8 @@ from pipelines.training import training_pipeline
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAINING_DEFAULTS = {
-    "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75,
+    "dataset_uri": "", "repo_url": "", "revision": "", "dvc_remote": "", "s3_secret": "pseudovad-s3",
+    "git_secret": "pseudovad-git", "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75,
     "epochs": 60, "run_tune": False, "tune_samples": 8, "tune_gpus_per_trial": 1.0, "min_delta": 0.0, "model_name": "", "params": "",
     "overrides": [], "accelerator_type": "nvidia.com/gpu", "gpu_limit": 1, "gpu_node_selector": {},
     "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -35,7 +36,8 @@ TRAINING_DEFAULTS = {
 }
 RETRAINING_DEFAULTS = {
     "store_dir": "/mnt/pseudovad-data/store", "quarantine_dir": "/mnt/pseudovad-data/quarantine",
-    "data_pvc": "pseudovad-data", "s3_secret": "pseudovad-s3", "warm_start": True, "method": "ltgpa",
+    "data_pvc": "pseudovad-data", "s3_secret": "pseudovad-s3", "warm_start": True, "repo_url": "", "revision": "",
+    "dvc_remote": "", "git_secret": "pseudovad-git", "method": "ltgpa",
     "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, "epochs": 20,
     "min_delta": 0.0, "model_name": "", "params": "", "overrides": [], "accelerator_type": "nvidia.com/gpu",
     "gpu_limit": 1, "gpu_node_selector": {}, "gpu_tolerations": TRAINING_DEFAULTS["gpu_tolerations"],
@@ -97,9 +99,8 @@ def _label(ir: IR, task: str) -> str:
 
 def test_training_parameters_and_defaults(training_ir):
     params = training_ir.spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == set(TRAINING_DEFAULTS) | {"dataset_uri", "mlflow_uri"}
-    for required in ("dataset_uri", "mlflow_uri"):
-        assert "defaultValue" not in params[required] and not params[required].get("isOptional")
+    assert set(params) == set(TRAINING_DEFAULTS) | {"mlflow_uri"}
+    assert "defaultValue" not in params["mlflow_uri"] and not params["mlflow_uri"].get("isOptional")
     for name, default in TRAINING_DEFAULTS.items():
         assert params[name]["defaultValue"] == default, name
     assert params["gpu_limit"]["parameterType"] == "NUMBER_INTEGER"
@@ -171,9 +172,11 @@ def test_preemptible_steps_retry_with_backoff_and_register_does_not(training_ir,
 
 def test_caching_extract_on_register_off_retraining_off(training_ir, retraining_ir):
     cache = lambda ir, step: ir.tasks[step][0].get("cachingOptions", {}).get("enableCache", False)  # noqa: E731
-    assert cache(training_ir, "extract")
+    imported, dvc = _extract_steps(training_ir)
+    assert cache(training_ir, imported)
+    assert not cache(training_ir, dvc)          # DVC is the cache; a branch name's commit moves
     assert all(cache(training_ir, s) for s in training_ir.steps("train") + training_ir.steps("tune"))
-    assert len(training_ir.steps("register")) == 2
+    assert len(training_ir.steps("register")) == 4     # tuned / untuned, for each way the frames come
     assert not any(cache(training_ir, s) for s in training_ir.steps("register"))
     steps = container_steps(retraining_ir)
     assert steps and not any(cache(retraining_ir, s) for s in steps)
@@ -191,13 +194,47 @@ def test_train_and_tune_resume_from_a_persistent_volume(training_ir):
     assert TRAINING_DEFAULTS["checkpoint_dir"] == tasks.CHECKPOINT_MOUNT
 
 
+def _extract_steps(ir: IR) -> tuple[str, str]:
+    """(the extract step fed by the dataset importer, the one going through the DVC remote)."""
+    steps = ir.steps("extract")
+    assert len(steps) == 2
+    imported = [s for s in steps if "importer" in ir.spec["components"][ir.tasks[s][1]]["dag"]["tasks"]]
+    assert len(imported) == 1
+    return imported[0], next(s for s in steps if s != imported[0])
+
+
+def test_frames_come_from_the_dvc_remote_or_an_imported_dataset(training_ir):
+    imported, dvc = _extract_steps(training_ir)
+    conditions = {ir_dag: training_ir.spec["components"][ir_dag] for _, ir_dag in (training_ir.tasks[imported],
+                                                                                    training_ir.tasks[dvc])}
+    assert len(conditions) == 2
+    task = training_ir.tasks[imported][0]
+    assert task["inputs"]["artifacts"]["footage"]["taskOutputArtifact"]["producerTask"] == "importer"
+    assert "repo_url" not in task["inputs"].get("parameters", {})
+    task = training_ir.tasks[dvc][0]
+    assert "footage" not in task["inputs"].get("artifacts", {})
+    for name in ("repo_url", "revision", "dvc_remote"):
+        assert task["inputs"]["parameters"][name]["componentInputParameter"].endswith(name)
+    # credentials reach the DVC branch's step as environment from secrets, never as parameters
+    envs = training_ir.k8s[training_ir.executor(dvc)]["secretAsEnv"]
+    by_secret = {e["secretNameParameter"]["componentInputParameter"].split("--")[-1]: {k["envVar"] for k in e["keyToEnv"]}
+                 for e in envs}
+    assert by_secret == {"s3_secret": set(tasks.S3_SECRET_KEYS), "git_secret": {"GIT_USERNAME", "GIT_TOKEN"}}
+    assert all(e["optional"] for e in envs)
+    assert "secretAsEnv" not in training_ir.k8s.get(training_ir.executor(imported), {})
+    conds = [t["triggerPolicy"]["condition"] for t, _ in training_ir.tasks.values() if "triggerPolicy" in t]
+    assert any("dvc_remote" in c and '== ""' in c.replace("'", '"') for c in conds), conds
+
+
 def test_tune_is_optional_and_feeds_train(training_ir):
     branches = [c for n, c in training_ir.spec["components"].items() if n.startswith("comp-condition-")
-                and "dag" in c and "tune" in c["dag"]["tasks"]]
-    assert len(branches) == 1
-    (tuned,) = branches
-    train_inputs = tuned["dag"]["tasks"]["train"]["inputs"]["artifacts"]["tuned"]["taskOutputArtifact"]
-    assert train_inputs == {"outputArtifactKey": "best", "producerTask": "tune"}
+                and "dag" in c and any(re.fullmatch(r"tune(-\d+)?", t) for t in c["dag"]["tasks"])]
+    assert len(branches) == 2                 # one per way the frames come
+    for tuned in branches:
+        (tu,) = [t for t in tuned["dag"]["tasks"] if t.startswith("tune")]
+        (tr,) = [t for t in tuned["dag"]["tasks"] if t.startswith("train")]
+        train_inputs = tuned["dag"]["tasks"][tr]["inputs"]["artifacts"]["tuned"]["taskOutputArtifact"]
+        assert train_inputs == {"outputArtifactKey": "best", "producerTask": tu}
     conditions = [t["triggerPolicy"]["condition"] for t, _ in training_ir.tasks.values() if "triggerPolicy" in t]
     assert any("run_tune" in c and "== true" in c for c in conditions)
     assert any("run_tune" in c and "!" in c for c in conditions)
@@ -276,7 +313,9 @@ def test_cli_checks_arguments_before_anything_is_sent(tmp_path, capsys):
     for bad, msg in ((["dataset_uri=d", "mlflow_uri=x", "lamda=1"], "'lamda': not a parameter"),
                      (["dataset_uri=d", "mlflow_uri=x", "epochs=1.5"], "epochs: expected integer"),
                      (["dataset_uri=d", "mlflow_uri=x", "run_tune=maybe"], "run_tune: expected boolean"),
-                     (["dataset_uri=d"], "missing required argument(s) mlflow_uri")):
+                     (["dataset_uri=d"], "missing required argument(s) mlflow_uri"),
+                     (["mlflow_uri=x"], "give dataset_uri (a dataset to import) or dvc_remote and repo_url"),
+                     (["mlflow_uri=x", "dvc_remote=s3://b/dvc"], "dvc_remote needs repo_url")):
         assert cli.main(["run", "training", "--allow-default-image", "--host", "http://127.0.0.1:9", *sum((["-a", b] for b in bad), [])]) == 2
         assert msg in capsys.readouterr().err
     assert cli.main(["run", "training", "--allow-default-image", "-P", str(tmp_path / "nope.yaml"), "-a", "dataset_uri=d", "-a", "mlflow_uri=x",
@@ -437,8 +476,9 @@ def test_run_submits_the_compiled_pipeline_with_arguments_and_token(tmp_path, mo
     assert body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
     assert body["runtime_config"]["parameters"] == {"params": "train:\n  epochs: 2\n", "dataset_uri": "s3://bucket/ped2",
                                                     "mlflow_uri": "http://mlflow:5000", "lam": 0.2}
-    tasks_ = body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
-    assert tasks_["extract"]["cachingOptions"] == {}      # --no-cache turned caching off everywhere
+    dags = body["pipeline_spec"]["pipeline_spec"]["components"].values()
+    extracts = [t for c in dags for n, t in c.get("dag", {}).get("tasks", {}).items() if n.startswith("extract")]
+    assert len(extracts) == 2 and all(t["cachingOptions"] == {} for t in extracts)   # --no-cache: caching off everywhere
     assert {r["auth"] for r in api.requests} == {"Bearer tok-from-env"}
 
 
@@ -700,6 +740,12 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     v1 = c.get_model_version("pseudovad-ltgpa", "1")
     assert float(v1.tags["auc_micro"]) == pytest.approx(evaluation["auc_micro"])
     assert v1.tags["eval_fingerprint"] == evaluation["fingerprint"]
+    # no DVC remote: the imported dataset was decoded, and the step said so; its data versions are
+    # DVC hashes, and the gate's fingerprint is the store's evaluation version
+    store = _artifact(run, "extract", "store")["metadata"]
+    assert store["dvc_how"] == "imported" and store["data_version"].endswith(".dir")
+    assert store["evaluation_version"] == evaluation["fingerprint"]
+    assert "no DVC remote (dvc_remote is empty)" in (run / "extract" / "report").read_text()
     decision = _artifact(run, "register", "decision")["metadata"]
     assert decision["promoted"] is True and decision["version"] == "1"
 
@@ -780,7 +826,8 @@ def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
         field_type(key)                                # raises for anything but a params leaf key
     infrastructure = {"dataset_uri", "source", "store_dir", "run_tune", "accelerator_type", "gpu_limit",
                       "gpu_node_selector", "gpu_tolerations", "checkpoint_pvc", "checkpoint_dir", "run_id",
-                      "mlflow_secret", "data_pvc", "s3_secret", "videos", "roc_points"}
+                      "mlflow_secret", "data_pvc", "s3_secret", "videos", "roc_points", "repo_url", "revision",
+                      "git_secret"}
     for p in (training_pipeline, retraining_pipeline, evaluate, extract, ingest, register, train, tune):
         for name, spec in (p.component_spec.inputs or {}).items():
             if spec.type in ("String", "Integer", "Float", "Boolean", "List", "Dict"):
