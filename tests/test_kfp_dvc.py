@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -18,13 +17,40 @@ import pytest
 import yaml
 
 from pseudovad import config as config_mod
+from pseudovad.data.store import FrameStore
 from pseudovad.data.versioning import dvc_hash
 from pseudovad.storage import configure_dvc_remote
 from tests.conftest import TINY
-from tests.s3_server import ACCESS_KEY, SECRET_KEY, make_bucket, s3_endpoint, s3_endpoint_session  # noqa: F401
+from tests.s3_server import _CLEARED, ACCESS_KEY, CREDENTIALS, SECRET_KEY, make_bucket, reset, s3_endpoint_session  # noqa: F401
 from tests.test_dvc_remote import BIN, project_pipeline, same_tree, sh
 
 REMOTE = "s3://pseudovad/dvc"
+
+
+@pytest.fixture(scope="module")
+def laptop(s3_endpoint_session, tmp_path_factory):  # noqa: F811
+    """A laptop's clone after `dvc repro extract && dvc push`, committed and tagged `data-v1`, with
+    the S3 server as its DVC remote; the environment holds only the fake credentials (for the
+    steps too: kfp.local's subprocesses inherit it) and DVC's state stays in tmp."""
+    tmp = tmp_path_factory.mktemp("kfp-dvc")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _CLEARED:
+            mp.delenv(name, raising=False)
+        for name, value in {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                            "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+                            "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+                            "AWS_ENDPOINT_URL": s3_endpoint_session,        # as the pipeline's S3 secret sets it
+                            "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site")}.items():
+            mp.setenv(name, value)
+        reset(s3_endpoint_session)
+        client = make_bucket(s3_endpoint_session, "pseudovad")
+        repo = laptop_repo(tmp / "laptop")
+        sh([str(BIN / "dvc"), "repro", "extract"], repo)
+        sh([str(BIN / "dvc"), "push"], repo)
+        sh(["git", "add", "-A"], repo)
+        sh(["git", "commit", "-q", "-m", "data v1"], repo)
+        sh(["git", "tag", "data-v1"], repo)
+        yield {"repo": repo, "client": client, "tmp": tmp}
 
 
 def laptop_repo(root: Path) -> Path:
@@ -48,23 +74,13 @@ def remote_object(client, md5: str) -> str:
 
 
 @pytest.mark.integration
-def test_extract_step_shares_one_dvc_remote_with_the_laptop(s3_endpoint, tmp_path, monkeypatch, capfd):  # noqa: F811
+def test_extract_step_shares_one_dvc_remote_with_the_laptop(laptop, tmp_path, capfd):
     from kfp import local
 
     from components import extract
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)           # as the pipeline's S3 secret sets it
-    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site"))   # DVC's state: in tmp, also in the steps
-    client = make_bucket(s3_endpoint, "pseudovad")
-    laptop = laptop_repo(tmp_path / "laptop")
-
-    # the laptop: extract, push, commit, tag the data version
-    sh([str(BIN / "dvc"), "repro", "extract"], laptop)
-    sh([str(BIN / "dvc"), "push"], laptop)
-    sh(["git", "add", "-A"], laptop)
-    sh(["git", "commit", "-q", "-m", "data v1"], laptop)
-    sh(["git", "tag", "data-v1"], laptop)
-    v1 = lock_md5(laptop)
+    client, laptop = laptop["client"], laptop["repo"]
+    v1 = lock_md5(laptop, "extract")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
 
@@ -133,9 +149,53 @@ def test_extract_step_shares_one_dvc_remote_with_the_laptop(s3_endpoint, tmp_pat
     repaired = client.get_object(Bucket="pseudovad", Key=key)["Body"].read()
     assert hashlib.md5(repaired).hexdigest() == victim["md5"]                # the good copy is back
 
-    # no secret in any file the steps wrote
-    for p in (tmp_path / "kfp").rglob("*"):
+    no_secret_in(tmp_path / "kfp")
+
+
+def no_secret_in(folder: Path) -> None:
+    for p in folder.rglob("*"):
         if p.is_file() and p.suffix in (".json", ".yaml", ".lock", "") and p.stat().st_size < 1 << 20:
             text = p.read_text(errors="replace")
             assert SECRET_KEY not in text and ACCESS_KEY not in text, p
-    shutil.rmtree(tmp_path / "dvc-site", ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_retraining_ingest_step_seeds_and_versions_the_volume_through_dvc(laptop, tmp_path, capfd):
+    """The retraining pipeline's ingest step, in-process: an empty volume is filled from the
+    tagged revision's DVC data (pulled, nothing decoded); the round's new footage and store are
+    recorded as `dvc commit -f ingest extract` would and pushed; the step's dvc.lock in a fresh
+    clone makes `dvc pull` bring exactly the volume's folders."""
+    from kfp.dsl import Artifact, Markdown, Metrics
+
+    from components import ingest
+    from tests.test_ingest import footage
+
+    client, repo = laptop["client"], laptop["repo"]
+    cfg = config_mod.load(repo / "params.yaml")
+    client.upload_file(str(footage(tmp_path / "day1.avi", cfg, seed=61)), "pseudovad", "footage/cam1/day1.avi")
+    volume = tmp_path / "volume"
+    out = {n: cls(uri=str(tmp_path / "kfp" / n)) for n, cls in (("report", Markdown), ("counts", Metrics),
+                                                                 ("lock", Artifact))}
+    (tmp_path / "kfp").mkdir()
+    learn = ingest.python_func(source="s3://pseudovad/footage/", store_dir=str(volume / "store"), **out,
+                               overrides=[f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                                          f"ingest.quarantine={volume / 'quarantine'}"],
+                               repo_url=str(repo), revision="data-v1", dvc_remote=REMOTE)
+    assert learn is True
+    report = Path(out["report"].path).read_text()
+    assert "dvc.lock at" in report and "pulled it from the DVC remote (nothing decoded)" in report
+    meta = out["lock"].metadata
+    assert meta["data_version"] == dvc_hash(volume / "store") != lock_md5(repo, "extract")
+    assert meta["ingested_version"] == dvc_hash(volume / "store-ingested")
+    assert [e.id[-4:] for e in FrameStore(volume / "store").videos("training")] == ["01", "02", "day1"]
+
+    # a laptop checkout of that revision + the step's dvc.lock: `dvc pull` brings the round's data
+    fresh = tmp_path / "fresh"
+    sh(["git", "clone", "-q", "--branch", "data-v1", str(repo), str(fresh)], tmp_path)
+    configure_dvc_remote(cfg, repo=fresh)
+    (fresh / "dvc.lock").write_text(Path(out["lock"].path).read_text())
+    sh([str(BIN / "dvc"), "pull", "ingest", "extract"], fresh)
+    same_tree(volume / "store", fresh / "data/store")
+    same_tree(volume / "store-ingested", fresh / "data/store-ingested")
+    assert SECRET_KEY not in capfd.readouterr().out
+    no_secret_in(tmp_path / "kfp")

@@ -98,14 +98,15 @@ def test_retrain_end_to_end(tmp_path, s3_endpoint, mlflow_server, capfd, monkeyp
 
 def _ingest_step(cfg, store, tmp_path, **kw):
     """The Kubeflow retraining pipeline's ingest step, in-process: (returned learn, report, counts)."""
-    from kfp.dsl import Markdown, Metrics
+    from kfp.dsl import Artifact, Markdown, Metrics
 
     from components import ingest as component
 
     report, counts = Markdown(uri=str(tmp_path / "kfp" / "report")), Metrics(uri=str(tmp_path / "kfp" / "counts"))
+    lock = Artifact(uri=str(tmp_path / "kfp" / "lock"))
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     learn = component.python_func(source="s3://cams/footage/", store_dir=str(store), report=report, counts=counts,
-                                  params=yaml.safe_dump(cfg.to_dict()), **kw)
+                                  lock=lock, params=yaml.safe_dump(cfg.to_dict()), **kw)
     return learn, report, counts
 
 
