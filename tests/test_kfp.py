@@ -745,6 +745,8 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     store = _artifact(run, "extract", "store")["metadata"]
     assert store["dvc_how"] == "imported" and store["data_version"].endswith(".dir")
     assert store["evaluation_version"] == evaluation["fingerprint"]
+    # the model's data version is that store's DVC hash: on the Model artifact and the registered version
+    assert _artifact(run, "train", "model")["metadata"]["data_version"] == store["data_version"] == v1.tags["data_version"]
     assert "no DVC remote (dvc_remote is empty)" in (run / "extract" / "report").read_text()
     decision = _artifact(run, "register", "decision")["metadata"]
     assert decision["promoted"] is True and decision["version"] == "1"

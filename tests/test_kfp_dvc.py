@@ -1,11 +1,11 @@
 """One DVC remote for a laptop's `dvc repro` and the cluster's extract step (kfp.local, real S3):
-the step pulls what the laptop pushed instead of decoding, extracts and pushes what the remote
-lacks so that a fresh clone gets it without decoding, finds it again in the remote's run cache,
-and detects, names and replaces a corrupt object instead of using it.
+the training pipeline on the laptop's tagged revision pulls what the laptop pushed instead of
+decoding and registers a model tagged with that data version; the extract step extracts and
+pushes what the remote lacks so that a fresh clone gets it without decoding, finds it again in
+the remote's run cache, and detects, names and replaces a corrupt object instead of using it.
 
-The extract component runs alone through kfp.local (SubprocessRunner): the graph around it is
-compiled and checked in tests/test_kfp.py, and the rest of the training pipeline does not care
-where the store came from."""
+After the first whole-pipeline run the extract component runs alone through kfp.local
+(SubprocessRunner): the graph around it is compiled and checked in tests/test_kfp.py."""
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +22,9 @@ from pseudovad.data.versioning import dvc_hash
 from pseudovad.storage import configure_dvc_remote
 from tests.conftest import TINY
 from tests.s3_server import _CLEARED, ACCESS_KEY, CREDENTIALS, SECRET_KEY, make_bucket, reset, s3_endpoint_session  # noqa: F401
+from tests.mlflow_server import mlflow_server  # noqa: F401
 from tests.test_dvc_remote import BIN, project_pipeline, same_tree, sh
+from tests.test_kfp import TINY_PARAMS, _artifact, _outputs
 
 REMOTE = "s3://pseudovad/dvc"
 
@@ -74,13 +76,46 @@ def remote_object(client, md5: str) -> str:
 
 
 @pytest.mark.integration
-def test_extract_step_shares_one_dvc_remote_with_the_laptop(laptop, tmp_path, capfd):
+def test_extract_step_shares_one_dvc_remote_with_the_laptop(laptop, mlflow_server, tmp_path, capfd):  # noqa: F811
     from kfp import local
+    from mlflow import MlflowClient
 
     from components import extract
+    from pipelines import cli
 
     client, laptop = laptop["client"], laptop["repo"]
     v1 = lock_md5(laptop, "extract")
+
+    # 1. the training pipeline on the tagged revision: extract pulled, nothing decoded, the laptop's
+    # hash and bytes; train → evaluate → register on them, the version tagged with that data version
+    params = config_mod.deep_merge(yaml.safe_load((laptop / "params.yaml").read_text()),
+                                   {k: v for k, v in TINY_PARAMS.items() if k != "tune"})
+    params["tracking"] = {**params.get("tracking", {}), "enabled": True}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    root = tmp_path / "pipeline"
+    assert cli.main(["local", "training", "-P", str(tmp_path / "params.yaml"), "-a", f"repo_url={laptop}",
+                     "-a", "revision=data-v1", "-a", f"dvc_remote={REMOTE}", "-a", f"mlflow_uri={mlflow_server}",
+                     "-a", "epochs=1", "--root", str(root)]) == 0
+    log = capfd.readouterr().out
+    assert SECRET_KEY not in log and ACCESS_KEY not in log
+    run = _outputs(root, "pseudovad-training")
+    steps = {p.name.rsplit("-", 1)[0] if p.name[-1].isdigit() else p.name: p.name for p in run.iterdir() if p.is_dir()}
+    assert {"extract", "train", "evaluate", "register"} <= set(steps) and "importer" not in steps
+    meta = _artifact(run, steps["extract"], "store")["metadata"]
+    assert meta["dvc_how"] == "pulled" and meta["decoded"] is False
+    assert meta["inputs_pulled"] == []                      # not even the footage came down
+    assert f"names data/store {v1} for these params; pulled it from the DVC remote (nothing decoded)" in log
+    assert "pseudovad extract" not in log and "Running stage" not in log
+    assert meta["data_version"] == v1 == dvc_hash(run / steps["extract"] / "store")
+    assert meta["videos"] == {"testing": 2, "training": 2}
+    same_tree(laptop / "data/store", run / steps["extract"] / "store")
+    evaluation = json.loads((run / steps["evaluate"] / "evaluation" / "metrics.json").read_text())
+    assert evaluation["fingerprint"] == meta["evaluation_version"]
+    decision = _artifact(run, steps["register"], "decision")["metadata"]
+    version = MlflowClient(tracking_uri=mlflow_server).get_model_version(decision["model_name"], decision["version"])
+    assert version.tags["data_version"] == v1 and version.tags["eval_fingerprint"] == meta["evaluation_version"]
+    assert _artifact(run, steps["train"], "model")["metadata"]["data_version"] == v1
+    no_secret_in(root)
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
 
@@ -91,17 +126,6 @@ def test_extract_step_shares_one_dvc_remote_with_the_laptop(laptop, tmp_path, ca
         out = capfd.readouterr().out
         assert SECRET_KEY not in out and ACCESS_KEY not in out
         return task.outputs["store"], out
-
-    # 1. the cluster on the tagged revision: pulled, nothing decoded, the laptop's hash and bytes
-    store, log = step("data-v1")
-    assert store.metadata["dvc_how"] == "pulled" and store.metadata["decoded"] is False
-    assert store.metadata["inputs_pulled"] == []            # not even the footage came down
-    assert f"names data/store {v1} for these params; pulled it from the DVC remote (nothing decoded)" in log
-    assert "pseudovad extract" not in log and "Running stage" not in log
-    assert store.metadata["data_version"] == v1 == dvc_hash(store.path)
-    assert store.metadata["evaluation_version"].endswith(".dir")
-    assert store.metadata["videos"] == {"testing": 2, "training": 2}
-    same_tree(laptop / "data/store", Path(store.path))
 
     # 2. new footage on the laptop (pushed, but never extracted there): the cluster extracts and pushes
     params = yaml.safe_load((laptop / "params.yaml").read_text())
@@ -117,7 +141,7 @@ def test_extract_step_shares_one_dvc_remote_with_the_laptop(laptop, tmp_path, ca
     v2 = store2.metadata["data_version"]
     assert v2 not in (v1, lock_md5(laptop)) and v2 == dvc_hash(store2.path)
     # ... training footage changed, the test split too (the synthetic seed renders both)
-    assert store2.metadata["evaluation_version"] != store.metadata["evaluation_version"]
+    assert store2.metadata["evaluation_version"] != meta["evaluation_version"]
 
     # a fresh clone gets the cluster's frames from the remote's run cache: byte-identical, not decoded
     fresh = tmp_path / "fresh"

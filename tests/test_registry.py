@@ -13,6 +13,7 @@ from pseudovad import config as config_mod
 from pseudovad import registry, tracking
 from pseudovad.cli import main as cli_main
 from pseudovad.data.synthetic import render_video, write_video
+from pseudovad.data.versioning import dvc_hash
 from pseudovad.files import sha256_file
 from pseudovad.registry import load_model
 from pseudovad.stages import evaluate, extract, register, synthesize, train
@@ -170,6 +171,7 @@ def test_register_gate_against_a_real_server(world, tmp_path):
     v2 = c.get_model_version(NAME, "2")
     assert v2.tags["gate.decision"] == "kept" and "does not beat" in v2.tags["gate.reason"]
     assert float(v2.tags["auc_micro"]) == worst["auc"] and v2.tags["eval_fingerprint"] == d1["fingerprint"]
+    assert v2.tags["data_version"] == dvc_hash(worst["cfg"].data.store)     # the store it was trained on, as dvc.lock names it
 
     # a better AUC on a different test set is not comparable: the champion stays
     sub = best["cfg"]

@@ -43,7 +43,7 @@ PIPELINE_PARAMS = {
 SETTINGS = ("params", "overrides")
 
 MODEL_METADATA = ("method", "size", "channels", "clip_len", "scored_index", "frame_step", "value_range",
-                  "train_fingerprint")
+                  "train_fingerprint", "data_version")
 TRAIN_HISTORY = ("metrics.json", "history.jsonl")
 TUNE_RESULTS = ("best_params.yaml", "results.csv", "metrics.json")
 

@@ -262,6 +262,8 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
             tags.update({"eval_fingerprint": fp, "model_sha256": sha, "method": str(meta.get("method")),
                          "train_fingerprint": str(meta.get("train_fingerprint")), "dataset": cfg.data.name,
                          "registered_by": user, "register_run_id": run_id})
+            if meta.get("data_version"):     # the DVC hash of the store it was trained on
+                tags["data_version"] = str(meta["data_version"])
             mv, reused = _keep_first(c, name, mlflow.register_model(source, name, tags=tags), sha, fp)
         version = str(mv.version)
         aliases = dict(c.get_registered_model(name).aliases or {})

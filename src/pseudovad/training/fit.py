@@ -26,6 +26,7 @@ from pseudovad.calibration import calibrate
 from pseudovad.config import Config
 from pseudovad.data.clips import ClipDataset
 from pseudovad.data.store import FrameStore
+from pseudovad.data.versioning import dvc_hash
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError, TrainingError
 from pseudovad.evaluation.streaming import Detector
@@ -138,10 +139,15 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
     progress = (not os.environ.get("PSEUDOVAD_NO_PROGRESS")) if progress is None else progress
     device = resolve_device(cfg.device)
     image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
+    data: dict[str, str] = {}
     if image:
         train_set, val_set, fingerprint = image_datasets(cfg)
     else:
-        train_set, val_set, fingerprint = video_datasets(cfg, FrameStore(store or cfg.data.store))
+        fs = FrameStore(store or cfg.data.store)
+        train_set, val_set, fingerprint = video_datasets(cfg, fs)
+        # the store's DVC hash (what dvc.lock records for it): the model's data version, tagged on
+        # its registered versions and shown on the Kubeflow Model artifact
+        data["data_version"] = dvc_hash(fs.root)
     torch.manual_seed(cfg.seed)
     method = build_method(cfg, device)
     if cfg.train.init and not resuming(out):
@@ -178,7 +184,7 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
         calib = calibrate(val_psnr, "training")
     else:
         calib = calibrate(val_psnr, "validation")
-    meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, steps=result["steps"],
+    meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, **data, steps=result["steps"],
                       best_epoch=best.get("epoch"))
     final = result["final"]
     summary = {
