@@ -37,6 +37,22 @@ def tiny_cfg(tmp_path: Path, **sections) -> config_mod.Config:
     return config_mod.from_dict(tree)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dvc_site_cache(tmp_path_factory):
+    """DVC's site cache (its per-repository state and indexes, and the hash cache
+    pseudovad.data.versioning keeps for folders outside a DVC repository) in the session's tmp
+    instead of /var/tmp/dvc: tests write nowhere else. Subprocesses (dvc repro, kfp.local steps)
+    inherit it; a test may point it elsewhere with monkeypatch."""
+    path = tmp_path_factory.mktemp("dvc-site")
+    before = os.environ.get("DVC_SITE_CACHE_DIR")
+    os.environ["DVC_SITE_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("DVC_SITE_CACHE_DIR", None)
+    else:
+        os.environ["DVC_SITE_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def tiny(tmp_path):
     return tiny_cfg(tmp_path)
