@@ -223,3 +223,28 @@ def test_retraining_ingest_step_seeds_and_versions_the_volume_through_dvc(laptop
     same_tree(volume / "store-ingested", fresh / "data/store-ingested")
     assert SECRET_KEY not in capfd.readouterr().out
     no_secret_in(tmp_path / "kfp")
+
+
+def test_repository_urls_with_credentials_are_refused_before_anything_is_cloned(tmp_path):
+    from pseudovad.dvc_cache import Checkout, check_repo_url
+    from pseudovad.errors import ConfigError, DataError
+
+    for url in ("https://x-access-token:ghp_secret@github.com/you/project.git", "http://me@git.local/p.git"):
+        with pytest.raises(ConfigError, match=r"^repo_url: must not contain credentials .*GIT_TOKEN") as e:
+            Checkout.clone(url, "main", tmp_path / "work")
+        assert "ghp_secret" not in str(e.value)
+    assert not (tmp_path / "work").exists()
+    with pytest.raises(ConfigError, match="^repo_url: required with a DVC remote"):
+        check_repo_url("")
+    for url in ("https://github.com/you/project.git", "file:///srv/project", "../project"):
+        assert check_repo_url(url) == url
+
+    # a git repository without DVC: named with its revision, in one line
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], plain)
+    (plain / "README").write_text("no dvc here\n")
+    sh(["git", "add", "README"], plain)
+    sh(["git", "commit", "-q", "-m", "x"], plain)
+    with pytest.raises(DataError, match=r"plain@main: not a DVC project \(no \.dvc/ folder\)$"):
+        Checkout.clone(str(plain), "main", tmp_path / "work")
