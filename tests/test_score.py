@@ -46,6 +46,18 @@ def setup(tmp_path_factory):
     return cfg, net, meta, model, video, root
 
 
+def read_scores(path: Path) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """(the `# key: value` provenance lines, the rows) of a scores.csv."""
+    head, body = {}, []
+    for line in open(path):
+        if line.startswith("# "):
+            k, _, v = line[2:].rstrip("\n").partition(": ")
+            head[k] = v
+        else:
+            body.append(line)
+    return head, list(csv.DictReader(body))
+
+
 def _frames(video: Path, cfg) -> np.ndarray:
     from pseudovad.data.sources import read_video
 
@@ -135,7 +147,7 @@ def test_score_video_writes_csv_timeline_summary_and_annotated_video(setup, tmp_
     out = tmp_path / "out"
     ann = tmp_path / "annotated.mp4"
     s = score.run(cfg, video, model, out, threshold=0.5, video=ann, progress=False)
-    rows = list(csv.DictReader(open(out / "scores.csv")))
+    _, rows = read_scores(out / "scores.csv")
     assert [int(r["frame"]) for r in rows] == list(range(40)) and s["frames"] == 40
     assert float(rows[10]["time_s"]) == pytest.approx(1.0)                       # 10 fps video
     sc = np.array([float(r["score"]) for r in rows])
@@ -163,7 +175,7 @@ def test_score_frame_folder_minmax_without_fps(setup, tmp_path):
     write_frame_folder(folder, 20, size=(48, 64))
     cfg = tiny_cfg(tmp_path, **SMALL, score={"normalization": "minmax", "min_segment": 1})
     s = score.run(cfg, folder, model, tmp_path / "out", progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "out" / "scores.csv")))
+    _, rows = read_scores(tmp_path / "out" / "scores.csv")
     assert len(rows) == 20 and all(r["time_s"] == "" for r in rows) and s["fps"] is None
     sc = np.array([float(r["score"]) for r in rows])
     assert sc.min() == pytest.approx(0.0) and sc.max() == pytest.approx(1.0)    # per-video min-max

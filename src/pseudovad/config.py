@@ -161,6 +161,14 @@ class ScoreConfig:
     normalization: str = "calibrated"       # calibrated | minmax
     min_segment: int = 3                    # frames: shorter flagged runs are dropped
     batch_size: int = 8
+    shift_share: float = 0.5                # domain shift: warn when this share of frames lies outside the calibration's PSNR range
+    shift_window: int = 250                 # live: scored frames the domain-shift check looks at before it decides
+    queue_frames: int = 16                  # live: frames held between the stream and the scorer; beyond, the oldest is dropped
+    reconnect_max_s: float = 30.0           # live: longest wait between reconnects (backoff doubles from 0.5 s)
+    rotate_s: float = 3600.0                # live: a new scores CSV (and video) every this many seconds
+    keep_files: int = 24                    # live: rotated CSVs / videos kept (the oldest are deleted)
+    alert_timeout_s: float = 5.0            # --alert-url: time-out of one POST
+    alert_retries: int = 3                  # --alert-url: tries per alert (backoff 1 s, 2 s, …)
 
 
 @dataclass
@@ -464,6 +472,15 @@ def validate(cfg: Config) -> Config:
            f"must be in [0, 1] (scores are), got {cfg.score.threshold}")
     _check(cfg.score.min_segment >= 1, "score.min_segment", "must be ≥ 1")
     _check(cfg.score.batch_size >= 1, "score.batch_size", "must be ≥ 1")
+    sc = cfg.score
+    _check(0.0 < sc.shift_share <= 1.0, "score.shift_share", f"must be in (0, 1], got {sc.shift_share}")
+    _check(sc.shift_window >= 1, "score.shift_window", "must be ≥ 1")
+    _check(sc.queue_frames >= 1, "score.queue_frames", "must be ≥ 1")
+    _check(sc.reconnect_max_s > 0, "score.reconnect_max_s", "must be > 0")
+    _check(sc.rotate_s > 0, "score.rotate_s", "must be > 0")
+    _check(sc.keep_files >= 1, "score.keep_files", "must be ≥ 1")
+    _check(sc.alert_timeout_s > 0, "score.alert_timeout_s", "must be > 0")
+    _check(sc.alert_retries >= 1, "score.alert_retries", "must be ≥ 1")
     _check(cfg.registry.model_name is None or bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", cfg.registry.model_name)),
            "registry.model_name", f"must be letters, digits, '.', '_', '-' (it goes into models:/NAME@ALIAS), "
            f"got {cfg.registry.model_name!r}")

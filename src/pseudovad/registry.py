@@ -352,6 +352,20 @@ def _download(artifact_uri: str, key: str) -> Path:
     return dest
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model reference pinned down: the local file and, for MLflow URIs, what the reference
+    pointed to when it was read (an alias moves; the version it resolved to does not)."""
+
+    ref: str                       # what the user passed
+    path: Path                     # the local model.pt
+    name: str | None = None        # registered model name (models:/NAME…)
+    version: str | None = None     # the registered version the reference resolved to
+    alias: str | None = None       # the alias that was resolved, if any
+    run_id: str | None = None      # the MLflow run that logged the model
+    uri: str | None = None         # the pinned URI: models:/NAME/VERSION, runs:/…, models:/<model_id>
+
+
 def fetch_model_file(uri: str) -> Path:
     """A local copy of the pseudovad model.pt behind an MLflow URI.
 
@@ -359,6 +373,12 @@ def fetch_model_file(uri: str) -> Path:
     runs:/RUN_ID/<logged model name> or runs:/RUN_ID/<path>.pt (an artifact), mlflow-artifacts:/….pt.
     The tracking URI is MLFLOW_TRACKING_URI, else the one the running stage configured.
     """
+    return fetch_model(uri).path
+
+
+def fetch_model(uri: str) -> ResolvedModel:
+    """`fetch_model_file`, with what the URI resolved to: an alias is resolved once, and that
+    version is the one downloaded and reported."""
     uri = str(uri).strip()
     tracking_uri = tracking.configure(uri=tracking.tracking_uri())
     model = tracking.MODEL_FILE
@@ -371,19 +391,32 @@ def fetch_model_file(uri: str) -> Path:
             if alias is None and version is None:
                 if not name.startswith("m-"):
                     raise bad_uri(uri)
-                location = tracking.client().get_logged_model(name).artifact_location
-                return _download(f"{location}/extra_files/{model}", f"{tracking_uri}|{uri}")
+                logged = tracking.client().get_logged_model(name)
+                path = _download(f"{logged.artifact_location}/extra_files/{model}", f"{tracking_uri}|{uri}")
+                return ResolvedModel(uri, path, run_id=logged.source_run_id, uri=uri)
             v = resolve_version(name, alias, version)
-            return _download(f"models:/{name}/{v}/extra_files/{model}", f"{tracking_uri}|{name}|{v}")
+            run_id = tracking.client().get_model_version(name, v).run_id
+            path = _download(f"models:/{name}/{v}/extra_files/{model}", f"{tracking_uri}|{name}|{v}")
+            return ResolvedModel(uri, path, name, v, alias, run_id or None, f"models:/{name}/{v}")
         if uri.startswith("runs:/"):
             m = _RUN_URI.match(uri)
             if not m:
                 raise bad_uri(uri)
             target = uri if m["path"].endswith(".pt") else f"{uri.rstrip('/')}/extra_files/{model}"
-            return _download(target, f"{tracking_uri}|{uri}")
+            return ResolvedModel(uri, _download(target, f"{tracking_uri}|{uri}"), run_id=m["run"], uri=uri)
         if uri.startswith("mlflow-artifacts:/") and uri.endswith(".pt"):
-            return _download(uri, f"{tracking_uri}|{uri}")
+            return ResolvedModel(uri, _download(uri, f"{tracking_uri}|{uri}"), uri=uri)
         raise bad_uri(uri)
+
+
+def resolve_model(model_ref: str | Path, cfg: Config | None = None) -> ResolvedModel:
+    """`resolve`, keeping what an MLflow URI resolved to (name, version, run id) for provenance."""
+    ref = str(model_ref)
+    if ref.startswith(MLFLOW_SCHEMES):
+        if cfg is not None:
+            tracking.configure(cfg)
+        return fetch_model(ref)
+    return ResolvedModel(ref, resolve(ref, cfg))
 
 
 def resolve(model_ref: str | Path, cfg: Config | None = None) -> Path:

@@ -140,6 +140,13 @@ def read_frames(src: Source, size: tuple[int, int], channels: int, allow_truncat
                 ) -> Iterator[np.ndarray]:
     """Decode a source frame by frame. Raises DataError naming the file on any bad frame, and on
     a truncated video unless `allow_truncated` (module doc)."""
+    for frame in decode_frames(src, allow_truncated):
+        yield convert(frame, size, channels)
+
+
+def decode_frames(src: Source, allow_truncated: bool = False) -> Iterator[np.ndarray]:
+    """A source's frames as decoded, at their own size (what `score`'s annotated video shows);
+    the same checks as `read_frames`."""
     if src.kind == "frames":
         files = frame_files(src.path)
         if not files:
@@ -156,9 +163,20 @@ def read_frames(src: Source, size: tuple[int, int], channels: int, allow_truncat
             elif img.shape[:2] != first_shape:
                 raise DataError(f"{f}: frame size {img.shape[1]}x{img.shape[0]} differs from the video's "
                                 f"{first_shape[1]}x{first_shape[0]}")
-            yield convert(img, size, channels)
+            yield img
         return
-    yield from read_video(src.path, size, channels, allow_truncated)
+    yield from decode_video(src.path, allow_truncated)
+
+
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    """A decoded frame (gray, BGR, BGRA; 8 or 16 bit) as 8-bit BGR at its own size, for display."""
+    if frame.dtype != np.uint8:
+        frame = (frame >> 8).astype(np.uint8) if frame.dtype == np.uint16 else np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
 
 
 def open_video(path: Path) -> cv2.VideoCapture:
@@ -172,8 +190,13 @@ def open_video(path: Path) -> cv2.VideoCapture:
 
 def read_video(path: Path, size: tuple[int, int], channels: int, allow_truncated: bool = False
                ) -> Iterator[np.ndarray]:
-    """Decode a video frame by frame; after the last frame, `check_frame_count` against the count
-    the container declares."""
+    for frame in decode_video(path, allow_truncated):
+        yield convert(frame, size, channels)
+
+
+def decode_video(path: Path, allow_truncated: bool = False) -> Iterator[np.ndarray]:
+    """Decode a video frame by frame at its own size; after the last frame, `check_frame_count`
+    against the count the container declares."""
     cap = open_video(path)
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     n = 0
@@ -188,7 +211,7 @@ def read_video(path: Path, size: tuple[int, int], channels: int, allow_truncated
             elif frame.shape[:2] != first_shape:
                 raise DataError(f"{path}: frame {n} size changes mid-video")
             n += 1
-            yield convert(frame, size, channels)
+            yield frame
     finally:
         cap.release()
     if n == 0:

@@ -6,7 +6,7 @@ the figure whose size does not grow with the video.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,22 +15,31 @@ class Segments:
     """score ≥ threshold runs of at least `min_len` frames, decided with min_len frames of lookahead.
 
     push() returns the (item, flagged) pairs that are final; items of a run still shorter than
-    min_len wait (so memory stays bounded by min_len items).
+    min_len wait (so memory stays bounded by min_len items). `on_open(run)` is called when a run
+    reaches min_len (the moment it counts: a live alert), `on_close(run)` when a counted run ends;
+    `keep=False` (a live stream) keeps only the number of runs found, not the runs.
     """
 
-    def __init__(self, threshold: float | None, min_len: int):
+    def __init__(self, threshold: float | None, min_len: int, on_open: Callable[[dict], None] | None = None,
+                 on_close: Callable[[dict], None] | None = None, keep: bool = True):
         self.threshold = threshold
         self.min_len = min_len
         self.waiting: list[tuple[Any, int, float]] = []
         self.run: dict[str, Any] | None = None
         self.found: list[dict[str, Any]] = []
+        self.count = 0
+        self.on_open, self.on_close, self.keep = on_open, on_close, keep
 
     def _close(self) -> None:
         if self.run is not None and self.run["frames"] >= self.min_len:
-            self.found.append(self.run)
+            self.count += 1
+            if self.keep:
+                self.found.append(self.run)
+            if self.on_close:
+                self.on_close(self.run)
         self.run = None
 
-    def push(self, item: Any, index: int, score: float) -> list[tuple[Any, bool]]:
+    def push(self, item: Any, index: int, score: float, t: float | None = None) -> list[tuple[Any, bool]]:
         above = self.threshold is not None and score >= self.threshold
         if not above:
             out = [(it, False) for it, _, _ in self.waiting]
@@ -39,11 +48,19 @@ class Segments:
             return out + [(item, False)]
         if self.run is None:
             self.run = {"start_frame": index, "end_frame": index, "frames": 0, "peak_score": score, "peak_frame": index}
+            if t is not None:
+                self.run.update(start_t=t, end_t=t, peak_t=t)
         r = self.run
         r["end_frame"] = index
         r["frames"] += 1
+        if t is not None:
+            r["end_t"] = t
         if score > r["peak_score"]:
             r["peak_score"], r["peak_frame"] = score, index
+            if t is not None:
+                r["peak_t"] = t
+        if r["frames"] == self.min_len and self.on_open:
+            self.on_open(r)
         if r["frames"] < self.min_len:
             self.waiting.append((item, index, score))
             return []

@@ -42,7 +42,7 @@ class Scored:
     index: int
     frame: np.ndarray              # uint8 (H, W) or (H, W, 3) at the model's size
     psnr: float
-    error: np.ndarray | None       # squared error (H, W) in [0, 1] units; None for edge frames or when not asked
+    error: np.ndarray | None       # squared error (H, W) in [0, 1] units of the clip that scores it; None when not asked
 
 
 class Detector:
@@ -113,7 +113,8 @@ class Detector:
 
         Clip s (frames s, s+step, …) scores frame s + scored_index·step; edge frames carry the
         nearest scored frame's PSNR (module doc). `errors`: also the squared-error map of each
-        scored frame (the annotated video's heatmap). `name` is what a too-short error names.
+        frame's clip (the annotated video's heatmap; edge frames carry the nearest scored frame's,
+        as they carry its PSNR). `name` is what a too-short error names.
         """
         g, vr, bs = self.geometry, self.value_range, self.batch_size
         buf: deque[np.ndarray] = deque(maxlen=g.span + bs - 1)
@@ -121,12 +122,13 @@ class Detector:
         emitted = 0       # next frame index to yield
         pending: list[int] = []
         last_psnr = None
+        last_err = None
 
         def at(i: int) -> np.ndarray:
             return buf[i - (seen - len(buf))]
 
         def flush() -> Iterator[Scored]:
-            nonlocal emitted, last_psnr
+            nonlocal emitted, last_psnr, last_err
             clips = torch.stack([to_tensor(np.stack([at(s + j * g.frame_step) for j in range(g.clip_len)]), vr)
                                  for s in pending])
             pred, target = self.predict(clips)
@@ -136,12 +138,13 @@ class Detector:
                 err = (to_unit(pred.float(), vr) - to_unit(target.float(), vr)).pow(2).mean(1).cpu().numpy()
             for k, s in enumerate(pending):
                 f = s + g.first_scored
+                e = None if err is None else err[k]
                 while emitted < f:
-                    yield Scored(emitted, at(emitted), float(psnr[k]), None)
+                    yield Scored(emitted, at(emitted), float(psnr[k]), e)
                     emitted += 1
-                yield Scored(f, at(f), float(psnr[k]), None if err is None else err[k])
+                yield Scored(f, at(f), float(psnr[k]), e)
                 emitted = f + 1
-                last_psnr = float(psnr[k])
+                last_psnr, last_err = float(psnr[k]), e
             pending.clear()
 
         with self.eval_mode():
@@ -157,7 +160,7 @@ class Detector:
             if last_psnr is None:
                 raise DataError(f"{name}: {seen} frames, too short for one {g.span}-frame clip of this model")
             while emitted < seen:
-                yield Scored(emitted, at(emitted), last_psnr, None)
+                yield Scored(emitted, at(emitted), last_psnr, last_err)
                 emitted += 1
 
     def score_video(self, frames: np.ndarray, video: str = "?") -> np.ndarray:
