@@ -3,6 +3,7 @@ real `mlflow server` (SQLite backend) on 127.0.0.1, then `score` with models:/NA
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -216,6 +217,10 @@ def sub_video(cfg) -> str:
 
 
 def test_score_champion_from_the_registry(world, tmp_path, capsys):
+    """score pins what `@champion` meant when it ran: the version, its run, the file's hash."""
+    from pseudovad.files import sha256_file
+    from tests.test_score import read_scores
+
     cfg = world["best"]["cfg"]
     frames, _ = render_video(cfg.synthetic, "testing", 1)
     video = tmp_path / "camera.avi"
@@ -223,17 +228,36 @@ def test_score_champion_from_the_registry(world, tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text(config_mod.dump(cfg))
     out = tmp_path / "scored"
-    assert _client(world["uri"]).get_registered_model(NAME).aliases.get("champion")
+    c = _client(world["uri"])
+    if c.search_registered_models(f"name = '{NAME}'") == [] or not c.get_registered_model(NAME).aliases.get("champion"):
+        _register(world["best"])                     # this test run alone: nothing registered yet
+    version = c.get_registered_model(NAME).aliases.get("champion")
+    assert version
+    mv = c.get_model_version(NAME, version)
     code = cli_main(["score", "-P", str(params), str(video), "--out", str(out),
                      "--video", str(tmp_path / "annotated.mp4")])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == f"models:/{NAME}@champion" and summary["frames"] == len(frames)
+    m = summary["model"]
+    assert m["ref"] == f"models:/{NAME}@champion" and m["alias"] == "champion"
+    assert (m["name"], m["version"], m["uri"]) == (NAME, str(version), f"models:/{NAME}/{version}")   # the version, not the alias
+    assert m["run_id"] == mv.run_id and m["run_id"]
+    assert m["sha256"] == mv.tags["model_sha256"] == sha256_file(m["file"])
+    prov = summary["provenance"]
+    assert prov["input"]["sha256"] == sha256_file(video) and prov["input"]["hashed"] == "the video file"
+    assert prov["pseudovad_version"] == importlib.metadata.version("pseudovad")
+    assert prov["calibration"] == summary["normalization"]["calibration"] and prov["calibration"]["psnr_min"]
+    assert summary["frames"] == len(frames)
     assert summary["normalization"]["kind"] == "calibrated" and summary["threshold"] == 0.99
-    rows = list(csv.DictReader(open(out / "scores.csv")))
+    head, rows = read_scores(out / "scores.csv")
+    assert head["model_version"] == str(version) and head["model_run_id"] == mv.run_id
+    assert head["model_sha256"] == m["sha256"] and head["input_sha256"] == sha256_file(video)
+    assert head["model"] == f"models:/{NAME}@champion" and head["pseudovad_version"] == prov["pseudovad_version"]
+    assert head["calibration"].startswith("validation n=")
     assert len(rows) == len(frames)
     assert np.all([0 <= float(r["score"]) <= 1 for r in rows])
     assert (out / "timeline.png").stat().st_size > 0 and (tmp_path / "annotated.mp4").stat().st_size > 0
+    assert summary["outputs"]["video"] == str(tmp_path / "annotated.mp4")
 
 
 def test_bad_model_uris_fail_with_one_line(world, tmp_path, capsys):

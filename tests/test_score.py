@@ -208,3 +208,163 @@ def test_score_cli_errors_are_one_line(setup, tmp_path, capsys):
         assert cli_main(["score", "-P", str(params), *args, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err, err
+
+
+# ----------------------------------------------------------------------------------------------
+# The annotated video, where outputs go, provenance, domain shift
+
+def test_annotated_video_is_h264_at_the_source_size_and_fps_inside_out(setup, tmp_path):
+    """--video inside --out is committed with the folder (it used to vanish when the folder was
+    swapped in); the video has the camera's 64×48 at 10 fps, not the model's 32×32, and decodes."""
+    cfg, _, _, model, video, _ = setup
+    out = tmp_path / "out"
+    s = score.run(cfg, video, model, out, threshold=0.5, video=out / "annotated.mp4", progress=False)
+    path = out / "annotated.mp4"
+    assert path.is_file() and s["outputs"]["video"] == str(path)
+    cap = cv2.VideoCapture(str(path))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 48)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+    assert fourcc in ("avc1", "h264"), fourcc
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    assert len(frames) == 40 and frames[0].shape == (48, 64, 3)
+    assert s["video"] == {"path": str(path), "codec": "h264", "width": 64, "height": 48, "fps": 10.0,
+                          "fps_assumed": False, "frames": 40}
+    # the red border is on exactly the flagged frames
+    _, rows = read_scores(out / "scores.csv")
+    red = [bool(f[1, :, 2].mean() > 150 and f[1, :, 1].mean() < 100) for f in frames]
+    assert red == [r["flagged"] == "1" for r in rows]
+
+
+def test_annotator_overlays_only_where_the_error_is_high_and_marks_anomalies():
+    from pseudovad.evaluation.annotate import Annotator, timestamp
+
+    frame = np.full((240, 360, 3), 90, np.uint8)
+    ann = Annotator((240, 360), 0.9, (0.1, 0.4))
+    err = np.zeros((64, 96), np.float32)
+    err[20:30, 40:50] = 0.5 ** 2                           # |error| 0.5 in one block of the model's frame
+    img = ann.draw(frame, err, 0.3, False, timestamp(3723.456))
+    changed = np.any(img != frame, axis=2)
+    block = np.zeros((240, 360), bool)
+    block[int(20 * 240 / 64) - 8:int(30 * 240 / 64) + 8, int(40 * 360 / 96) - 8:int(50 * 360 / 96) + 8] = True
+    middle = np.zeros_like(block)
+    middle[40:180, 10:300] = True                          # away from the labels, legend and bar
+    assert changed[middle & block].mean() > 0.5 and not changed[middle & ~block].any()
+    assert img[100, 170, 2] > img[100, 170, 0] + 60        # red-dominant where the error is highest
+    assert not np.any(img[0, :] != frame[0, :]) or not np.all(img[0, :, 2] > 200)   # no border on a normal frame
+    flagged = ann.draw(frame, None, 0.95, True, "00:00:01.00")
+    assert np.all(flagged[0, :, 2] > 200) and np.all(flagged[-1, :, 2] > 200 - 1)   # red border while flagged
+    assert timestamp(3723.456) == "01:02:03.46" and timestamp(0.049) == "00:00:00.05"
+
+
+@pytest.mark.parametrize("codec,suffix,fourccs", [("vp9", ".webm", ("vp09", "VP90")), ("mjpg", ".avi", ("MJPG",))])
+def test_other_video_codecs_beside_out(setup, tmp_path, codec, suffix, fourccs):
+    cfg, _, _, model, video, _ = setup
+    path = tmp_path / f"annotated{suffix}"                  # beside --out: committed together with it
+    score.run(cfg, video, model, tmp_path / "out", video=path, video_codec=codec, progress=False)
+    cap = cv2.VideoCapture(str(path))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 48)
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode() in fourccs
+    assert cap.read()[0]
+
+
+def test_outputs_the_stage_would_overwrite_are_refused_with_one_line(setup, tmp_path, capsys):
+    cfg, _, _, model, video, _ = setup
+    params = tmp_path / "params.yaml"
+    from pseudovad import config as config_mod
+
+    params.write_text(config_mod.dump(cfg))
+    out = tmp_path / "o"
+    inside = tmp_path / "o2"
+    inside.mkdir()
+    import shutil
+
+    shutil.copy(video, inside / "cam.avi")
+    cases = [
+        (["--out", str(out), "--video", str(out / "scores.csv")], "score writes its own scores.csv"),
+        (["--out", str(out), "--video", str(out)], "is the output folder"),
+        (["--out", str(out), "--video", str(video)], "is the input"),
+        (["--out", str(out), "--video", str(tmp_path / "elsewhere" / "deep" / "a.mp4")], "inside or beside --out"),
+        (["--out", str(out), "--video", str(tmp_path / "a.mp4"), "--video-codec", "mjpg"], "codec mjpg goes in .avi"),
+        (["--out", str(out), "--video", str(tmp_path / "a.gif")], "unknown video suffix"),
+    ]
+    for extra, msg in cases:
+        assert cli_main(["score", "-P", str(params), str(video), "--model", str(model), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, err
+        assert not out.exists()
+    # an input inside --out would be deleted when the folder is replaced
+    assert cli_main(["score", "-P", str(params), str(inside / "cam.avi"), "--model", str(model), "--out", str(inside)]) == 2
+    err = capsys.readouterr().err
+    assert "holds the input" in err and (inside / "cam.avi").is_file()
+    assert video.is_file()
+
+
+def _another_scene(path: Path, n: int = 40) -> None:
+    """Another camera: a high-contrast tiled facade, nothing like the synthetic street."""
+    rng = np.random.default_rng(3)
+    tiles = cv2.resize(rng.integers(0, 255, (12, 16)).astype(np.uint8), (64, 48), interpolation=cv2.INTER_NEAREST)
+    frames = [cv2.cvtColor(np.clip(tiles + rng.normal(0, 4, tiles.shape), 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+              for _ in range(n)]
+    write_video(path, frames, 10)
+
+
+def test_domain_shift_warns_on_another_scene_not_on_the_training_scenes_test_videos(setup, tmp_path, capsys):
+    cfg, _, _, model, _, _ = setup
+    from pseudovad import config as config_mod
+
+    params = tmp_path / "params.yaml"
+    params.write_text(config_mod.dump(cfg))
+    # the training scene's test videos, anomalies included: no warning, exit 0 even with --strict
+    for i in range(cfg.synthetic.test_videos):
+        frames, labels = render_video(cfg.synthetic, "testing", i)
+        assert labels.any()
+        v = tmp_path / f"test{i}.avi"
+        write_video(v, frames, cfg.synthetic.fps)
+        assert cli_main(["score", "-P", str(params), str(v), "--model", str(model), "--out", str(tmp_path / f"t{i}"),
+                         "--strict"]) == 0
+        err = capsys.readouterr().err
+        assert "domain shift" not in err, err
+        s = json.loads((tmp_path / f"t{i}" / "summary.json").read_text())
+        assert s["domain_shift"]["shift"] is False and s["domain_shift"]["frames"] == len(frames)
+    # another scene: one warning line with the numbers; recorded; exit 3 under --strict only
+    other = tmp_path / "other.avi"
+    _another_scene(other)
+    assert cli_main(["score", "-P", str(params), str(other), "--model", str(model), "--out", str(tmp_path / "x")]) == 0
+    err = capsys.readouterr().err
+    warn = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "domain shift" in warn[0] and "retrain on this camera's normal footage" in warn[0]
+    s = json.loads((tmp_path / "x" / "summary.json").read_text())
+    d = s["domain_shift"]
+    assert d["shift"] and d["share_below"] >= cfg.score.shift_share and d["message"] in warn[0]
+    assert d["psnr_median"] < d["limit_low_db"] < s["normalization"]["calibration"]["psnr_min"]
+    assert f"{d['share_below']:.0%}" in warn[0]
+    assert cli_main(["score", "-P", str(params), str(other), "--model", str(model), "--out", str(tmp_path / "x"),
+                     "--strict"]) == score.EXIT_DOMAIN_SHIFT
+    assert (tmp_path / "x" / "summary.json").is_file()       # the outputs are written all the same
+
+
+def test_shift_rule_margin_and_share():
+    from pseudovad.evaluation.shift import ShiftCheck
+
+    cal = calibration.calibrate(np.random.default_rng(0).normal(30.0, 1.0, 2000))
+    margin = cal["psnr_q95"] - cal["psnr_q05"]
+    low = cal["psnr_min"] - margin
+    chk = ShiftCheck(cal, 0.5)
+    for p in [low - 0.1] * 50 + [low + 0.1] * 50:     # half just beyond the limit, half just inside
+        chk.add(p)
+    r = chk.result()
+    assert r["shift"] and r["share_below"] == 0.5 and r["limit_low_db"] == pytest.approx(low, abs=1e-3)
+    chk = ShiftCheck(cal, 0.5)
+    for p in [low - 0.1] * 49 + [low + 0.1] * 51:
+        chk.add(p)
+    assert not chk.result()["shift"]
+    chk = ShiftCheck(cal, 0.5)
+    for _ in range(10):
+        chk.add(float("inf"))                        # a blank picture reconstructs perfectly: above
+    assert chk.result()["shift"] and chk.result()["share_above"] == 1.0
