@@ -298,10 +298,13 @@ def test_outputs_the_stage_would_overwrite_are_refused_with_one_line(setup, tmp_
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err, err
         assert not out.exists()
-    # an input inside --out would be deleted when the folder is replaced
-    assert cli_main(["score", "-P", str(params), str(inside / "cam.avi"), "--model", str(model), "--out", str(inside)]) == 2
+    # an input inside --out that committing would replace (the folder goes as a whole when the
+    # video is beside it; or the input is named like an output) is refused; otherwise it stays
+    args = ["score", "-P", str(params), str(inside / "cam.avi"), "--model", str(model), "--out", str(inside)]
+    assert cli_main([*args, "--video", str(tmp_path / "beside.mp4")]) == 2
     err = capsys.readouterr().err
     assert "holds the input" in err and (inside / "cam.avi").is_file()
+    assert cli_main(args) == 0 and (inside / "cam.avi").is_file() and (inside / "summary.json").is_file()
     assert video.is_file()
 
 
@@ -368,3 +371,18 @@ def test_shift_rule_margin_and_share():
     for _ in range(10):
         chk.add(float("inf"))                        # a blank picture reconstructs perfectly: above
     assert chk.result()["shift"] and chk.result()["share_above"] == 1.0
+
+
+def test_a_failed_run_leaves_the_previous_outputs_and_video_whole(setup, tmp_path):
+    cfg, _, _, model, _, _ = setup
+    folder = tmp_path / "frames"
+    write_frame_folder(folder, 20, size=(48, 64))
+    out = tmp_path / "out"
+    first = score.run(cfg, folder, model, out, fps=10, video=out / "annotated.mp4", progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    assert set(before) == {"scores.csv", "timeline.png", "summary.json", "annotated.mp4"}
+    (folder / "15.png").write_bytes(b"not an image")          # the second run fails mid-stream
+    with pytest.raises(DataError, match="15.png: unreadable image"):
+        score.run(cfg, folder, model, out, fps=10, video=out / "annotated.mp4", progress=False)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    assert after == before and json.loads(before["summary.json"])["frames"] == first["frames"] == 20

@@ -50,7 +50,7 @@ from pseudovad.evaluation.segments import Segments, Timeline
 from pseudovad.evaluation.shift import ShiftCheck
 from pseudovad.evaluation.streaming import Detector, Scored
 from pseudovad.evaluation.video_out import VideoWriter, choose_codec
-from pseudovad.files import atomic_dir, atomic_path, write_json
+from pseudovad.files import staged_outputs, write_json
 
 OUTPUT_FILES = ("scores.csv", "timeline.png", "summary.json")
 CSV_COLUMNS = ["frame", "time_s", "psnr", "score", "flagged"]
@@ -100,13 +100,17 @@ def video_target(out_dir: Path, video: str | Path, inputs: tuple[Path, ...] = ()
     return Path(video), None
 
 
-def check_input_outside(out_dir: Path, inputs: tuple[Path, ...]) -> None:
-    """The output folder is replaced as a whole: an input inside it would be deleted."""
+def check_input_kept(out_dir: Path, inputs: tuple[Path, ...], target: tuple[Path, Path | None] | None) -> None:
+    """An input that committing the outputs would replace is refused: one inside --out when the
+    folder is replaced as a whole (a video beside it), or one named like an output."""
     out = Path(out_dir).resolve()
+    members = set(OUTPUT_FILES) | ({target[1].parts[0]} if target and target[1] is not None else set())
     for i in inputs:
         p = Path(i).resolve()
-        if p == out or p.is_relative_to(out):
-            raise ConfigError(f"--out {out_dir}: holds the input {i}, which writing the outputs would delete")
+        if p == out or out.is_relative_to(p):
+            raise ConfigError(f"--out {out_dir}: is (or holds) the input {i}")
+        if p.is_relative_to(out) and ((target is not None and target[1] is None) or p.relative_to(out).parts[0] in members):
+            raise ConfigError(f"--out {out_dir}: holds the input {i}, which writing the outputs would replace")
 
 
 class _InputHash:
@@ -269,10 +273,11 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
     beats `settings.threshold`. `provenance`: the model's (`stages.score` resolves it).
     `duration`: only the first seconds of footage. A truncated video is an error (nothing
     written) unless `allow_truncated`."""
+    t_start = time.time()
     meta = detector.meta
     name = str(src.path)
-    check_input_outside(out_dir, (src.path,))
     target = video_target(out_dir, video, (src.path,)) if video else None
+    check_input_kept(out_dir, (src.path,), target)
     codec = choose_codec(video, video_codec) if video else None
     provenance = dict(provenance or {"model": {"ref": None}, "pseudovad_version": None})
     hasher = _InputHash(src)
@@ -307,23 +312,28 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
     scoring = _Scoring(detector, to_score, segs, shift, errors=target is not None)
     h, wd = source_size
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(atomic_dir(out_dir))
+        # one commit for everything: the video inside --out is one of the folder's outputs; a video
+        # beside it is committed with the folder from the parent (out_dir replaced as a whole)
+        if target is not None and target[1] is None:
+            tmp = stack.enter_context(staged_outputs(out_dir.parent, "score")) / out_dir.name
+            tmp.mkdir()
+        else:
+            tmp = stack.enter_context(staged_outputs(out_dir, "score"))
         writer = ann = None
         if target is not None:
             dest, rel = target
-            if rel is not None:
-                vpath = tmp / rel
-                vpath.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                vpath = stack.enter_context(atomic_path(dest, suffix=dest.suffix))
+            vpath = tmp / rel if rel is not None else tmp.parent / dest.name
+            vpath.parent.mkdir(parents=True, exist_ok=True)
             ann = Annotator((h, wd), thr, error_range(calib))
             writer = VideoWriter(vpath, (wd, h), float(fps or 10.0), codec, dest.suffix.lower())
-            stack.callback(writer.abort)            # a failure: stop ffmpeg; the temp file goes with the folder
+            stack.callback(writer.abort)            # a failure: stop ffmpeg; the staged file goes with the staging
         body = stack.enter_context(open(tmp / ".scores.body", "w", newline=""))
         w = csv.writer(body, lineterminator="\n")
         desc = "score" if normalization["kind"] == "calibrated" else "score (pass 2/2)"
+        t_first = None
         for (key, _, img, s, sc), fl in tqdm(scoring.run(itertools.chain([first], frames), name), total=total,
                                              desc=desc, unit="frame", disable=not progress):
+            t_first = t_first or time.time()
             t = _time(key, fps)
             w.writerow([key, "" if t is None else f"{t:.3f}", f"{s.psnr:.4f}", f"{sc:.6f}", int(fl)])
             if writer is not None:
@@ -331,6 +341,7 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
         if writer is not None:
             writer.close()                           # H.264: ffmpeg writes the index; raises if it failed
         body.close()
+        t_end = time.time()
 
         segments = [_segment_record(g, fps) for g in segs.found]
         inp = {"path": str(src.path), "kind": src.kind, **hasher.result()}
@@ -356,6 +367,9 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
             "domain_shift": shift_rec,
             "psnr": "10*log10(1/MSE), frames mapped to [0, 1] (peak 1)",
             "provenance": {k: provenance[k] for k in ("pseudovad_version", "input", "calibration")},
+            "timing": {"first_frame_at": t_first, "first_frame_s": round(t_first - t_start, 3),
+                       "scoring_s": round(t_end - t_first, 3),
+                       "fps": round((scoring.n - 1) / max(t_end - t_first, 1e-9), 2)},
             "outputs": {"scores": str(out_dir / "scores.csv"), "timeline": str(out_dir / "timeline.png"),
                         "summary": str(out_dir / "summary.json"), "video": str(target[0]) if target else None},
             "video": None if target is None else {
