@@ -92,14 +92,61 @@ def run_once(video: Path, model: Path, out: Path, codec: str) -> dict:
             "frames": s["frames"]}
 
 
+def breakdown(video: Path, model: Path, repeats: int) -> dict[str, list[float]]:
+    """ms per frame of each part of scoring with the annotated video, measured alone in this process."""
+    import numpy as np
+
+    from pseudovad.data.sources import Source, convert, decode_frames, to_bgr
+    from pseudovad.evaluation.annotate import Annotator, error_range
+    from pseudovad.evaluation.streaming import Detector
+    from pseudovad.evaluation.video_out import VideoWriter
+
+    det = Detector.load(model, "cpu", 8)
+    src = Source("v", "score", video, "video")
+    raw = list(decode_frames(src))
+    size, ch = tuple(det.meta["size"]), int(det.meta["channels"])
+    small = [convert(f, size, ch) for f in raw]
+    h, w = raw[0].shape[:2]
+    ann = Annotator((h, w), 0.99, error_range(det.meta.get("calibration")))
+    errs = [s.error for s in det.stream(iter(small[:40]), errors=True)]
+    out: dict[str, list[float]] = {"decode": [], "resize to the model": [], "detector (PSNR + error map)": [],
+                                   "draw annotation": [], "encode H.264 (ffmpeg process)": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            n = sum(1 for _ in decode_frames(src))
+            out["decode"].append(1000 * (time.perf_counter() - t) / n)
+            t = time.perf_counter()
+            for f in raw:
+                convert(f, size, ch)
+            out["resize to the model"].append(1000 * (time.perf_counter() - t) / len(raw))
+            t = time.perf_counter()
+            k = sum(1 for _ in det.stream(iter(small), errors=True))
+            out["detector (PSNR + error map)"].append(1000 * (time.perf_counter() - t) / k)
+            t = time.perf_counter()
+            drawn = [ann.draw(to_bgr(f), errs[i % len(errs)], 0.5, i % 50 > 40, "00:00:00.00") for i, f in enumerate(raw)]
+            out["draw annotation"].append(1000 * (time.perf_counter() - t) / len(raw))
+            t = time.perf_counter()
+            vw = VideoWriter(Path(tmp) / "x.mp4", (w, h), 25.0, "h264")
+            for f in drawn:
+                vw.write(f)
+            vw.close()
+            out["encode H.264 (ffmpeg process)"].append(1000 * (time.perf_counter() - t) / len(drawn))
+    del np
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", default="01,02,03,04", help="Ped2 test videos, concatenated into one input")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--codecs", default="none,h264,vp9", help="none (no annotated video), h264, vp9, mjpg, mp4v")
     ap.add_argument("--model", help="a trained model.pt (default: random weights, CPU profile architecture)")
+    ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the scoring processes (0: torch's default)")
     ap.add_argument("--no-append", action="store_true")
     a = ap.parse_args()
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)
     codecs = [c.strip() for c in a.codecs.split(",") if c.strip()]
     import torch
 
@@ -110,6 +157,7 @@ def main() -> int:
         model = Path(a.model) if a.model else tmp / "model.pt"
         if not a.model:
             build_model(model)
+        parts = breakdown(video, model, a.repeats)
         runs: dict[str, list[dict]] = {c: [] for c in codecs}
         loads = []
         for r in range(a.repeats):
@@ -127,7 +175,7 @@ def main() -> int:
                      "runs": runs[c]})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     env = (f"{time.strftime('%Y-%m-%d')}, commit {commit}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-           f"{torch.get_num_threads()} torch threads; load average during the runs {min(loads):.1f}–{max(loads):.1f} "
+           f"{a.threads or torch.get_num_threads()} torch threads; load average during the runs {min(loads):.1f}–{max(loads):.1f} "
            f"(shared machine)")
     head = (f"Input: Ped2 test videos {a.videos} ({n} frames, {w}×{h}) as one MJPG .avi; model: "
             f"{'`' + a.model + '`' if a.model else 'CPU profile architecture (configs/ped2-cpu.yaml), random weights'}; "
@@ -137,11 +185,15 @@ def main() -> int:
     for r in rows:
         table.append(f"| {r['video']} | {r['fps_median']:.1f} ({r['fps_min']:.1f}–{r['fps_max']:.1f}) | "
                      f"{r['startup_median_s']:.1f} ({r['startup_min_s']:.1f}–{r['startup_max_s']:.1f}) |")
+    table += ["", "Where the time of one frame goes, each part measured alone in one process (ms per frame, "
+              "median of the repeats; the encoder runs in its own process, beside scoring):", "",
+              "| part | ms / frame |", "|---|---:|"]
+    table += [f"| {k} | {statistics.median(v):.2f} |" for k, v in parts.items()]
     text = "\n".join([env, "", head, "", *table])
     print(text)
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "score_speed.json").write_text(json.dumps({"environment": env, "input": head, "rows": rows}, indent=2) + "\n")
+    (out / "score_speed.json").write_text(json.dumps({"environment": env, "input": head, "rows": rows, "breakdown_ms_per_frame": parts}, indent=2) + "\n")
     if not a.no_append:
         with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
             f.write("\n## `score` speed at the CPU profile, with the annotated video (`benchmarks/score_speed.py`)\n\n"
