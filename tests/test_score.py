@@ -357,6 +357,7 @@ def test_shift_rule_margin_and_share():
 
     cal = calibration.calibrate(np.random.default_rng(0).normal(30.0, 1.0, 2000))
     margin = cal["psnr_q95"] - cal["psnr_q05"]
+    assert margin > 3.0                               # wide normal range: the margin is its width
     low = cal["psnr_min"] - margin
     chk = ShiftCheck(cal, 0.5)
     for p in [low - 0.1] * 50 + [low + 0.1] * 50:     # half just beyond the limit, half just inside
@@ -366,6 +367,12 @@ def test_shift_rule_margin_and_share():
     chk = ShiftCheck(cal, 0.5)
     for p in [low - 0.1] * 49 + [low + 0.1] * 51:
         chk.add(p)
+    assert not chk.result()["shift"]
+    narrow = calibration.calibrate(np.random.default_rng(0).normal(30.0, 0.1, 50))   # a short validation tail
+    chk = ShiftCheck(narrow, 0.5)
+    assert chk.result()["limit_low_db"] == pytest.approx(narrow["psnr_min"] - 3.0, abs=1e-3)   # at least 3 dB
+    for _ in range(10):
+        chk.add(narrow["psnr_min"] - 2.0)                # 2 dB below the worst normal frame: an anomaly, not a scene
     assert not chk.result()["shift"]
     chk = ShiftCheck(cal, 0.5)
     for _ in range(10):

@@ -162,6 +162,7 @@ class ScoreConfig:
     min_segment: int = 3                    # frames: shorter flagged runs are dropped
     batch_size: int = 8
     shift_share: float = 0.5                # domain shift: warn when this share of frames lies outside the calibration's PSNR range
+    shift_margin_db: float = 3.0            # domain shift: "outside" = beyond the range by max(q95 − q05, this) dB
     shift_window: int = 250                 # live: scored frames the domain-shift check looks at before it decides
     queue_frames: int = 16                  # live: frames held between the stream and the scorer; beyond, the oldest is dropped
     reconnect_max_s: float = 30.0           # live: longest wait between reconnects (backoff doubles from 0.5 s)
@@ -475,6 +476,7 @@ def validate(cfg: Config) -> Config:
     sc = cfg.score
     _check(0.0 < sc.shift_share <= 1.0, "score.shift_share", f"must be in (0, 1], got {sc.shift_share}")
     _check(sc.shift_window >= 1, "score.shift_window", "must be ≥ 1")
+    _check(sc.shift_margin_db >= 0, "score.shift_margin_db", "must be ≥ 0")
     _check(sc.queue_frames >= 1, "score.queue_frames", "must be ≥ 1")
     _check(sc.reconnect_max_s > 0, "score.reconnect_max_s", "must be > 0")
     _check(sc.rotate_s > 0, "score.rotate_s", "must be > 0")

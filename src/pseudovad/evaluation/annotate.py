@@ -18,14 +18,14 @@ RED, GREEN, WHITE, BLACK = (36, 36, 235), (70, 190, 70), (245, 245, 245), (0, 0,
 def error_range(calib: dict | None) -> tuple[float, float]:
     """(lo, hi) of the overlay in |prediction − frame| on the [0, 1] brightness scale.
 
-    lo is 4 × the RMS error of a median normal validation frame (PSNR = −20·log10(RMS)), at least
-    0.08: pixels a model gets that wrong are rare on normal footage, so the overlay stays off it.
-    hi = lo + 0.3 saturates the colour map. Without a calibration (min-max scores): 0.1 … 0.4.
+    lo is 2.5 × the RMS error of a median normal validation frame (PSNR = −20·log10(RMS)), at
+    least 0.1: per-pixel errors are heavy-tailed, so on normal footage only the few worst pixels
+    (edges of moving people) reach it, while an object the model cannot predict does. hi = lo +
+    0.3 saturates the colour map. Without a calibration (min-max scores): 0.1 … 0.4.
     """
+    lo = 0.1
     if calib and isinstance(calib.get("psnr_median"), (int, float)):
-        lo = max(0.08, 4.0 * 10.0 ** (-float(calib["psnr_median"]) / 20.0))
-    else:
-        lo = 0.1
+        lo = max(lo, 2.5 * 10.0 ** (-float(calib["psnr_median"]) / 20.0))
     return lo, lo + 0.3
 
 

@@ -250,7 +250,7 @@ def _shift_check(detector: Detector, calib: dict | None, settings: ScoreConfig) 
         calibration.check(calib)
     except DataError:
         return None            # no calibration: nothing to compare with
-    return ShiftCheck(calib, settings.shift_share)
+    return ShiftCheck(calib, settings.shift_share, settings.shift_margin_db)
 
 
 def _segment_record(g: dict[str, Any], fps: float | None) -> dict[str, Any]:
