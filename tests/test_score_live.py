@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -164,3 +163,26 @@ def test_alerts_never_block_and_count_what_was_not_delivered():
 def test_stream_passwords_never_reach_the_outputs():
     assert redact("rtsp://admin:s3cret@10.0.0.5:554/stream1") == "rtsp://admin:***@10.0.0.5:554/stream1"
     assert redact("http://cam.local/mjpg") == "http://cam.local/mjpg"
+
+
+def test_a_growing_file_is_followed_every_frame_once(tmp_path):
+    """--follow: a recording still being written is read as it grows, nothing dropped or repeated,
+    even when the reader gets ahead of the writer (the file's end is reopened and skipped to)."""
+    path = tmp_path / "recording.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    frame = lambda i: np.full((48, 64, 3), 4 * i, np.uint8)      # noqa: E731  (frame i has grey 4·i)
+    for i in range(10):
+        w.write(frame(i))
+    src = LiveInput(str(path), queue_frames=100, reconnect_max_s=0.5, follow=True).start()
+    for i in range(10, 60):
+        w.write(frame(i))
+        time.sleep(0.02)
+    w.release()
+    deadline = time.monotonic() + 60
+    while src.read < 60 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    src.close()
+    got = [src.q.get_nowait() for _ in range(src.q.qsize())]
+    assert src.read == 60 and src.dropped == 0 and src.reconnects == 0
+    assert [f.seq for f in got] == list(range(60))
+    assert [round(float(f.image.mean()) / 4) for f in got] == list(range(60))   # in order, each once

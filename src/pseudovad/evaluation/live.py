@@ -4,7 +4,8 @@
 /dev/videoN device, a file that is still being written with `follow`) into a small bounded
 queue. The scorer takes frames from it; when scoring is slower than the stream the queue is full
 and the *oldest* frame is dropped (counted, and reported), so latency and memory stay bounded
-whatever happens downstream. A stream that drops is reopened with exponential backoff (0.5 s,
+whatever happens downstream. A growing file is not dropped from: it waits on disk, so the reader
+waits for the scorer instead. A stream that drops is reopened with exponential backoff (0.5 s,
 1 s, 2 s … up to `reconnect_max_s`); each reconnect starts a new *run*, and the scorer starts a
 fresh clip buffer for it, so no clip spans a gap of unknown length.
 
@@ -98,6 +99,14 @@ class LiveInput:
         self._thread.join(timeout=self.timeout_s + 5)
 
     def _put(self, f: Frame) -> None:
+        if self.follow:   # a file waits on disk: back-pressure, never drops
+            while not self.stop.is_set():
+                try:
+                    self.q.put(f, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+            return
         while True:
             try:
                 self.q.put_nowait(f)
