@@ -228,6 +228,54 @@ def _prefetch(it: Iterator[Any], n: int = 8) -> Iterator[Any]:
         stop.set()
 
 
+class _VideoThread:
+    """Draws and encodes the annotated video in a thread beside scoring (OpenCV and the pipe to
+    ffmpeg release the GIL), through a bounded queue: scoring waits only when the video falls
+    `depth` frames behind. An encoder failure is raised at the next `put` or at `close`."""
+
+    def __init__(self, ann: Annotator, writer: VideoWriter, depth: int = 8):
+        self.ann, self.writer = ann, writer
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.frames = 0
+        self._t = threading.Thread(target=self._run, daemon=True, name="pseudovad-video")
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.q.get()
+            if job is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                img, error, sc, fl, when = job
+                self.writer.write(self.ann.draw(to_bgr(img), error, sc, fl, when))
+                self.frames += 1
+            except BaseException as e:  # raised in the scoring thread
+                self.error = e
+
+    def put(self, img: np.ndarray, error: np.ndarray | None, sc: float, fl: bool, when: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put((img, error, sc, fl, when))
+
+    def close(self) -> None:
+        """All frames written and the file finished (H.264: ffmpeg writes its index)."""
+        self.q.put(None)
+        self._t.join()
+        if self.error is not None:
+            raise self.error
+        self.writer.close()
+
+    def abort(self) -> None:
+        if self._t.is_alive():
+            self.error = self.error or RuntimeError("aborted")
+            self.q.put(None)
+            self._t.join(timeout=10)
+        self.writer.abort()
+
+
 def _normalization(detector: Detector, settings: ScoreConfig, threshold: float | None, model_ref: str,
                    psnr_range: Callable[[], tuple[float, float]]):
     """(to_score, threshold, threshold source, normalization record, calibration or None)."""
@@ -319,13 +367,13 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
             tmp.mkdir()
         else:
             tmp = stack.enter_context(staged_outputs(out_dir, "score"))
-        writer = ann = None
+        writer = None
         if target is not None:
             dest, rel = target
             vpath = tmp / rel if rel is not None else tmp.parent / dest.name
             vpath.parent.mkdir(parents=True, exist_ok=True)
-            ann = Annotator((h, wd), thr, error_range(calib))
-            writer = VideoWriter(vpath, (wd, h), float(fps or 10.0), codec, dest.suffix.lower())
+            writer = _VideoThread(Annotator((h, wd), thr, error_range(calib)),
+                                  VideoWriter(vpath, (wd, h), float(fps or 10.0), codec, dest.suffix.lower()))
             stack.callback(writer.abort)            # a failure: stop ffmpeg; the staged file goes with the staging
         body = stack.enter_context(open(tmp / ".scores.body", "w", newline=""))
         w = csv.writer(body, lineterminator="\n")
@@ -337,7 +385,7 @@ def score_footage(detector: Detector, src: Source, out_dir: Path, settings: Scor
             t = _time(key, fps)
             w.writerow([key, "" if t is None else f"{t:.3f}", f"{s.psnr:.4f}", f"{sc:.6f}", int(fl)])
             if writer is not None:
-                writer.write(ann.draw(to_bgr(img), s.error, sc, fl, timestamp(key / fps) if fps else f"frame {key}"))
+                writer.put(img, s.error, sc, fl, timestamp(key / fps) if fps else f"frame {key}")
         if writer is not None:
             writer.close()                           # H.264: ffmpeg writes the index; raises if it failed
         body.close()
