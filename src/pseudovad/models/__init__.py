@@ -57,9 +57,14 @@ def scored_prediction(model: nn.Module, clip: torch.Tensor, method: str, scored_
     """(prediction, target) of the scored frame, each (B, C, H, W), for a clip (B, C, L, H, W).
 
     LTGPA reconstructs the whole clip and the scored frame is read out of the reconstruction;
-    MAE-NCT sees the frames before the scored one and predicts it.
+    MAE-NCT sees the frames before the scored one and predicts it. A model with
+    `reconstruct_frame(clip, t)` (LTGPA's video F) computes only the scored frame's share of
+    the decoder.
     """
     target = clip[:, :, scored_index]
     if method == "ltgpa":
+        frame = getattr(model, "reconstruct_frame", None)
+        if frame is not None:
+            return frame(clip, scored_index), target
         return model(clip)[:, :, scored_index], target
     return model(clip[:, :, :scored_index]), target

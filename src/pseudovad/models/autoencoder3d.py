@@ -9,8 +9,11 @@ Widths are configurable (`model.ltgpa.width`, `g_width`) so a CPU profile can tr
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as Fn
 
 
 def _strides(n: int) -> list[tuple[int, int, int]]:
@@ -56,6 +59,75 @@ class VideoAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_act(self.decoder(self.encoder(x)))
+
+    def reconstruct_frame(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Frame `t` of `forward(x)`, (B, C, H, W), computing only what that frame depends on.
+
+        Scoring reads one frame of the reconstruction (the 9th of 16), but the decoder's last two
+        layers, at full resolution, are most of a forward pass (benchmarks/infer_speed.py).
+        The encoder runs in full (its bottleneck sees every frame); each transposed convolution
+        runs on the few input frames its wanted output frames draw on, without temporal padding,
+        and its output is cropped to them. Every other decoder layer must act frame by frame
+        (BatchNorm in eval mode, activations), so in training mode, or for a layer this does not
+        know, it falls back to the full forward. Same values as `forward(x)[:, :, t]` up to
+        float rounding (tests/test_inference.py).
+        """
+        layers = list(self.decoder)
+        if self.training or not all(_framewise(m) for m in layers):
+            return self.forward(x)[:, :, t]
+        h = self.encoder(x)
+        convs = [i for i, m in enumerate(layers) if isinstance(m, nn.ConvTranspose3d)]
+        lengths = [h.shape[2]]                          # temporal length into each conv
+        for i in convs:
+            lengths.append(_out_len(layers[i], lengths[-1]))
+        if not 0 <= t < lengths[-1]:
+            raise IndexError(f"frame {t} of a {lengths[-1]}-frame reconstruction")
+        # wanted output frames [a, b] of each conv, from the last back to the first
+        wanted: list[tuple[int, int]] = [(t, t)]
+        for k in reversed(range(len(convs))):
+            wanted.append(_inputs_for(layers[convs[k]], *wanted[-1], lengths[k]))
+        wanted.reverse()                                # wanted[k]: input frames of conv k
+        lo = 0                                          # h holds frames [lo, lo + h.shape[2])
+        for i, m in enumerate(layers):
+            if isinstance(m, nn.ConvTranspose3d):
+                k = convs.index(i)
+                (ia, ib), (oa, ob) = wanted[k], wanted[k + 1]
+                h = _transposed_window(m, h[:, :, ia - lo:ib - lo + 1], ia, oa, ob)
+                lo = oa
+            else:
+                h = m(h)
+        return self.out_act(h[:, :, t - lo])
+
+
+def _framewise(m: nn.Module) -> bool:
+    """A decoder layer a window of frames can pass: one that acts on each frame alone (BatchNorm in
+    eval mode, activations), or a transposed convolution `_transposed_window` can cut."""
+    if isinstance(m, nn.ConvTranspose3d):
+        return m.dilation[0] == 1 and m.output_padding[0] <= m.padding[0]
+    return isinstance(m, (nn.BatchNorm3d, nn.LeakyReLU, nn.Identity))
+
+
+def _out_len(m: nn.ConvTranspose3d, n: int) -> int:
+    s, p, k, op = m.stride[0], m.padding[0], m.kernel_size[0], m.output_padding[0]
+    return (n - 1) * s - 2 * p + (k - 1) * m.dilation[0] + op + 1
+
+
+def _inputs_for(m: nn.ConvTranspose3d, a: int, b: int, n_in: int) -> tuple[int, int]:
+    """Input frames [ia, ib] whose taps reach output frames [a, b]: output o takes input i
+    through tap j where o = i·stride − padding + j, 0 ≤ j < kernel."""
+    s, p, k = m.stride[0], m.padding[0], m.kernel_size[0]
+    return max(0, math.ceil((a + p - (k - 1)) / s)), min(n_in - 1, (b + p) // s)
+
+
+def _transposed_window(m: nn.ConvTranspose3d, h: torch.Tensor, ia: int, oa: int, ob: int) -> torch.Tensor:
+    """Output frames [oa, ob] of `m` from its input frames starting at `ia` (all it needs): the
+    convolution without temporal padding, whose output frame j is full output frame
+    ia·stride + j − padding."""
+    s, p = m.stride[0], m.padding[0]
+    y = Fn.conv_transpose3d(h, m.weight, m.bias, m.stride, (0, *m.padding[1:]), (0, *m.output_padding[1:]),
+                            m.groups, m.dilation)
+    j = oa - ia * s + p
+    return y[:, :, j:j + ob - oa + 1]
 
 
 class VideoNoiseGenerator(nn.Module):
