@@ -29,7 +29,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "pseudo/": set(),
     "data/": {"config", "errors", "files", "geometry", "storage"},
     "models/": {"config", "errors", "files", "geometry"},
-    "evaluation/": {"calibration", "config", "data/", "errors", "files", "geometry", "models/"},
+    "evaluation/": {"calibration", "config", "data/", "device", "errors", "files", "geometry", "models/"},
     "tracking": {"build", "config", "errors", "evaluation/", "files", "models/"},
     "registry": {"config", "errors", "files", "gate", "models/", "tracking"},
     "training/": {"calibration", "config", "data/", "device", "errors", "evaluation/", "files", "geometry",

@@ -141,6 +141,15 @@ class EvaluateConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """How every scoring pass runs (evaluate, score, tune trials, train's validation PSNR and
+    calibration): one setting, so the calibration in model.pt and `score` see the same arithmetic."""
+
+    amp: str = "auto"                       # auto | bf16 | off: bf16 autocast (auto: where the device has bf16)
+    memory_format: str = "auto"             # auto | channels_last | contiguous (auto: the measured faster one)
+
+
+@dataclass
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"        # MLFLOW_TRACKING_URI overrides
     artifact_location: str = "mlruns"       # used when creating an experiment on a local store
@@ -225,6 +234,7 @@ class Config:
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -389,6 +399,8 @@ _CHOICES = {
     "tune.search": ("random", "grid", "optuna", "hyperopt"),
     "train.amp": ("auto", "bf16", "off"),
     "train.memory_format": ("auto", "channels_last", "contiguous"),
+    "inference.amp": ("auto", "bf16", "off"),
+    "inference.memory_format": ("auto", "channels_last", "contiguous"),
 }
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ from pseudovad.evaluation.report import describe_model
 from pseudovad.evaluation.streaming import Detector, fill_edges
 from pseudovad.files import atomic_dir, write_text
 from pseudovad.geometry import ClipGeometry
+
+log = logging.getLogger(__name__)
 
 PSNR_CONVENTION = "10*log10(1/MSE), frames mapped to [0, 1] (peak 1)"
 SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "eer_threshold", "frames", "anomalous_frames",
@@ -209,8 +213,13 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     (what evaluate's metrics.json holds). `score`: frame (the papers') or region, the score the
     files show; metrics hold both (module doc)."""
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
+    log.info("evaluate: scoring with %s", detector.describe())
+    t0 = time.perf_counter()
     psnr, region, errors = score_with_maps(detector, store, entries, tuple(region_grid), pixel_masks is not None,
                                            progress)
+    secs = time.perf_counter() - t0
+    frames = sum(len(p) for p in psnr.values())
+    log.info("evaluate: scored %d frames in %.1f s (%.0f frames/s)", frames, secs, frames / max(secs, 1e-9))
     m = metrics_mod.summarize(labels, psnr)
     mr = metrics_mod.summarize(labels, region)
     frame_scores = {v: anomaly_scores(psnr[v]) for v in labels}
@@ -234,6 +243,8 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
         "fingerprint": fingerprint,
         "train_fingerprint": detector.meta.get("train_fingerprint"),
         "psnr": PSNR_CONVENTION,
+        "inference_amp": detector.precision.name,           # bf16 | fp32, as resolved (inference.amp)
+        "inference_memory_format": detector.memory_format,
         "video_auc": m["video_auc"],
         **extra,
     }

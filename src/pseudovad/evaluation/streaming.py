@@ -12,10 +12,18 @@ frame f = s + scored_index · frame_step and consecutive clips score consecutive
 the model never scores — the first `scored_index · frame_step` frames, before a full clip fits,
 and the last ones after the last clip — take the score of the nearest scored frame (the first or
 last clip's), so every test frame has a score and the labels line up one to one.
+
+How a batch runs (the same for every caller): bf16 autocast where the device has bf16
+(`inference.amp`, resolved like `train.amp` by `pseudovad.device`), the measured-fastest memory
+format (`inference.memory_format`), a frozen copy of the model with BatchNorm folded
+(`models.inference`), under `torch.inference_mode`; PSNR and error maps are computed in fp32
+from the model's output. A batch's clips overlap (stride 1): its frames are converted to float
+once and the clips are strided views of them, copied once into the model's layout.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +36,15 @@ from tqdm import tqdm
 
 from pseudovad.data.clips import to_tensor
 from pseudovad.data.store import FrameStore, VideoEntry
+from pseudovad.device import Precision, resolve_amp, resolve_memory_format, torch_format
 from pseudovad.errors import DataError
 from pseudovad.evaluation.psnr import frame_psnr, to_unit
 from pseudovad.geometry import ClipGeometry
 from pseudovad.models import scored_prediction
+from pseudovad.models.inference import inference_copy
 from pseudovad.models.model_file import load_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,25 +58,61 @@ class Scored:
 
 
 class Detector:
-    """A model and the pre-processing its file records: geometry, value range, method, input size."""
+    """A model and the pre-processing its file records: geometry, value range, method, input size.
+
+    `amp` (auto | bf16 | off) and `memory_format` (auto | channels_last | contiguous) are
+    `inference.amp` / `inference.memory_format`; the library default is fp32, the commands pass
+    params'. The model's weights are read when the first batch is scored (a frozen copy is made
+    then), so a Detector over a live model is made for each evaluation of it.
+    """
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device | str = "cpu",
-                 batch_size: int = 8):
+                 batch_size: int = 8, amp: str = "off", memory_format: str = "auto"):
         self.model = model
         self.meta = meta
-        self.device = device
+        self.device = torch.device(device)
         self.batch_size = batch_size
         self.method = meta["method"]
         self.geometry = ClipGeometry.from_meta(meta)
         self.value_range = meta.get("value_range", "tanh")
         variant = meta.get("config", {}).get("model", {}).get("ltgpa", {}).get("variant", "video")
         self.image = self.method == "ltgpa" and variant == "image"     # one image in, one image out
+        kind = "image" if self.image else ("video" if self.method == "ltgpa" else "vit")
+        self.precision: Precision = resolve_amp(amp, self.device)
+        self.memory_format = resolve_memory_format(memory_format, kind, self.device)
+        ndim = 4 if self.image else 5
+        # the ViT flattens its input itself: only its patch embedding's weight changes layout
+        self._weights_format = torch_format(self.memory_format, 4 if kind == "vit" else ndim)
+        self._input_format = torch.contiguous_format if kind == "vit" else torch_format(self.memory_format, ndim)
+        self._net: nn.Module | None = None
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu", batch_size: int = 8) -> Detector:
+    def load(cls, path: str | Path, device: torch.device | str = "cpu", batch_size: int = 8,
+             amp: str = "off", memory_format: str = "auto") -> Detector:
         """The detector in a local model.pt (`pseudovad.registry.resolve` turns an MLflow URI into one)."""
         model, meta = load_model(path, device)
-        return cls(model, meta, device, batch_size)
+        return cls(model, meta, device, batch_size, amp, memory_format)
+
+    def describe(self) -> str:
+        """How batches run, for a log line: precision (and why), memory format, batch size."""
+        p = self.precision
+        return (f"{'bf16 autocast' if p.dtype is not None else 'fp32'} ({p.reason}), "
+                f"{self.memory_format} memory format, batches of {self.batch_size} on {self.device}")
+
+    def record(self) -> dict[str, Any]:
+        """The same as flat keys, for a stage's outputs."""
+        return {"amp": self.precision.name, "amp_reason": self.precision.reason, "memory_format": self.memory_format}
+
+    @property
+    def net(self) -> nn.Module:
+        """The network batches run through: a frozen copy of the model with BatchNorm folded, in
+        the chosen memory format (`models.inference.inference_copy`), made on first use."""
+        if self._net is None:
+            # outside inference mode, so the copy's weights are ordinary tensors wherever it is used
+            with torch.inference_mode(False), torch.no_grad():
+                self._net = inference_copy(self.model, self._weights_format)
+            log.debug("scoring: %s", self.describe())
+        return self._net
 
     @contextlib.contextmanager
     def eval_mode(self) -> Iterator[None]:
@@ -79,22 +127,45 @@ class Detector:
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
-        """Eval mode and no autograd inside (for a block; `stream` does the same per frame)."""
-        with self.eval_mode(), torch.no_grad():
+        """Eval mode and inference mode inside (for a block; `stream` does the same per frame)."""
+        with self.eval_mode(), torch.inference_mode():
             yield
 
     # one batch --------------------------------------------------------------------------------
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(prediction, target) of the scored frame, (B, C, H, W), for clips (B, C, L, H, W) or,
-        for the image variant, images (B, C, H, W)."""
-        x = x.to(self.device)
-        if self.image:
-            return self.model(x), x
-        return scored_prediction(self.model, x, self.method, self.geometry.scored_index)
+        for the image variant, images (B, C, H, W). Both come back as contiguous fp32 (under bf16
+        autocast the network's output is bf16, and a frame read out of a channels-last clip is
+        strided: PSNR and error maps on such tensors measured twice as slow)."""
+        net = self.net
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self._input_format)
+        with self.precision.autocast(self.device):
+            if self.image:
+                pred, target = net(x), x
+            else:
+                pred, target = scored_prediction(net, x, self.method, self.geometry.scored_index)
+        return pred.float().contiguous(), target.float().contiguous()
 
     def psnr(self, x: torch.Tensor) -> torch.Tensor:
-        """PSNR (dB, peak 1 on [0, 1]) of the scored frame of every clip of a batch, on the CPU."""
+        """PSNR (dB, peak 1 on [0, 1], computed in fp32) of the scored frame of every clip of a
+        batch, on the CPU."""
         return frame_psnr(*self.predict(x), self.value_range).cpu()
+
+    def clips(self, frame_at, starts: list[int]) -> torch.Tensor:
+        """The clips starting at consecutive frames `starts` as one (B, C, L, H, W) float batch.
+
+        Consecutive clips share all but one frame (a frame is in `clip_len` clips): the frames
+        the batch spans are converted to float once, and the clips are strided views of them
+        (`unfold`), which `predict` copies once into the model's memory format.
+        """
+        g = self.geometry
+        first = starts[0]
+        if starts[-1] - first != len(starts) - 1:
+            raise ValueError(f"clip starts must be consecutive, got {starts}")
+        window = np.stack([frame_at(i) for i in range(first, starts[-1] + g.span)])
+        x = to_tensor(window, self.value_range)                      # (C, N, H, W), N = B + span − 1
+        views = x.unfold(1, g.span, 1)[..., ::g.frame_step]          # (C, B, H, W, L)
+        return views.permute(1, 0, 4, 2, 3)
 
     def input_shape(self, batch: int = 2) -> tuple[int, ...]:
         """Shape of the tensor the model's forward() takes: LTGPA the whole clip (or image),
@@ -107,7 +178,7 @@ class Detector:
         return (batch, c, g.clip_len if self.method == "ltgpa" else g.scored_index, h, w)
 
     # frames -----------------------------------------------------------------------------------
-    @torch.no_grad()      # as a decorator: autograd is off inside the generator only, not between yields
+    @torch.inference_mode()   # as a decorator: on inside the generator only, not between yields
     def stream(self, frames: Iterable[np.ndarray], errors: bool = False, name: str = "footage") -> Iterator[Scored]:
         """Every frame in order with its PSNR; memory: (clip span + batch − 1) frames.
 
@@ -129,9 +200,7 @@ class Detector:
 
         def flush() -> Iterator[Scored]:
             nonlocal emitted, last_psnr, last_err
-            clips = torch.stack([to_tensor(np.stack([at(s + j * g.frame_step) for j in range(g.clip_len)]), vr)
-                                 for s in pending])
-            pred, target = self.predict(clips)
+            pred, target = self.predict(self.clips(at, pending))
             psnr = frame_psnr(pred, target, vr).cpu().numpy().astype(np.float64)
             err = None
             if errors:
@@ -225,14 +294,14 @@ def fill_edges(n_frames: int, first: int, clip_psnr: np.ndarray) -> np.ndarray:
 
 
 def score_video(model: nn.Module, meta: dict, frames: np.ndarray, device: torch.device | str,
-                batch_size: int = 8, video: str = "?") -> np.ndarray:
+                batch_size: int = 8, video: str = "?", amp: str = "off", memory_format: str = "auto") -> np.ndarray:
     """`Detector.score_video` for a model and its meta."""
-    return Detector(model, meta, device, batch_size).score_video(frames, video)
+    return Detector(model, meta, device, batch_size, amp, memory_format).score_video(frames, video)
 
 
 def score_videos(model: nn.Module, meta: dict, store: FrameStore, entries: Iterable[VideoEntry],
-                 device: torch.device | str = "cpu", batch_size: int = 8, progress: bool = False
-                 ) -> dict[str, np.ndarray]:
+                 device: torch.device | str = "cpu", batch_size: int = 8, progress: bool = False,
+                 amp: str = "off", memory_format: str = "auto") -> dict[str, np.ndarray]:
     """`Detector.score_videos` for a model and its meta (a tune trial's live model: its training
-    mode is restored afterwards)."""
-    return Detector(model, meta, device, batch_size).score_videos(store, entries, progress)
+    mode is restored afterwards, and its weights are not touched)."""
+    return Detector(model, meta, device, batch_size, amp, memory_format).score_videos(store, entries, progress)

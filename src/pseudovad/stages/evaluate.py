@@ -35,7 +35,8 @@ def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | 
     fs = store if isinstance(store, FrameStore) else FrameStore(store or cfg.data.store)
     only = list(videos or cfg.evaluate.videos or []) or None
     entries = protocol.select_videos(fs, only)
-    detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.evaluate.batch_size)
+    detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.evaluate.batch_size,
+                             cfg.inference.amp, cfg.inference.memory_format)
     protocol.check_videos(detector, fs, entries)     # before any scoring: what would fail late
     with staged_outputs(out, "evaluate") as stage:   # scores, ROC, plots and metrics change together
         result = protocol.evaluate(detector, fs, entries, stage, dataset=cfg.data.name, model_ref=model_ref,

@@ -66,7 +66,8 @@ def run(cfg: Config, input: str | Path, model: str | Path | None = None, out: st
     if not live:
         src, container_fps, total = open_input(input)
     resolved = registry.resolve_model(model_ref, cfg)
-    detector = Detector.load(resolved.path, resolve_device(cfg.device), cfg.score.batch_size)
+    detector = Detector.load(resolved.path, resolve_device(cfg.device), cfg.score.batch_size,
+                             cfg.inference.amp, cfg.inference.memory_format)
     provenance = {"pseudovad_version": pseudovad_version(), "model": {
         "ref": model_ref, "name": resolved.name, "version": resolved.version, "alias": resolved.alias,
         "run_id": resolved.run_id, "uri": resolved.uri, "sha256": sha256_file(resolved.path),

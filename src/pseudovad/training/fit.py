@@ -79,7 +79,8 @@ def image_datasets(cfg: Config) -> tuple[Dataset, Dataset | None, str]:
 
 def validation_psnr(cfg: Config, model: torch.nn.Module, dataset: Dataset, device: torch.device) -> np.ndarray:
     """PSNR of the scored frame (video) or image on normal held-out data, scored as `evaluate` does."""
-    detector = Detector(model, model_meta(cfg), device)
+    detector = Detector(model, model_meta(cfg), device, amp=cfg.inference.amp,
+                        memory_format=cfg.inference.memory_format)
     out = []
     with detector.evaluating():
         for batch in DataLoader(dataset, batch_size=max(cfg.evaluate.batch_size, 1), shuffle=False):

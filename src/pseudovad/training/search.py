@@ -116,6 +116,7 @@ def search_key(cfg: Config, dims: dict[str, search_space.Dim], store: FrameStore
     keep["space"] = {k: [d.type, d.low, d.high, list(d.values)] for k, d in dims.items()}
     keep["data_fingerprint"] = store.fingerprint()
     keep["evaluate"] = {"batch_size": tree["evaluate"]["batch_size"]}
+    keep["inference"] = {"amp": tree["inference"]["amp"]}   # bf16 or fp32 validation AUCs: not one search
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -292,7 +293,8 @@ def evaluate_held_out(model_path: Path, store: FrameStore, entries: list[VideoEn
     device = resolve_device(cfg.device)
     net, meta = load_model(model_path, device)
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
-    return summarize(labels, score_videos(net, meta, store, entries, device, cfg.evaluate.batch_size))
+    return summarize(labels, score_videos(net, meta, store, entries, device, cfg.evaluate.batch_size,
+                                          amp=cfg.inference.amp, memory_format=cfg.inference.memory_format))
 
 
 def _close_children(parent_run_id: str, experiment_id: str, rows: list[dict[str, Any]]) -> int:

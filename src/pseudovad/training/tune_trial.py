@@ -147,7 +147,8 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
     def on_epoch(epoch: int, record: dict, method) -> None:
         net = method.predictor()
-        m = summarize(labels, score_videos(net, model_meta(cfg), store, val, device, cfg.evaluate.batch_size))
+        m = summarize(labels, score_videos(net, model_meta(cfg), store, val, device, cfg.evaluate.batch_size,
+                                             amp=cfg.inference.amp, memory_format=cfg.inference.memory_format))
         auc = float(m["auc_micro"])
         if best["val_auc"] is None or auc > best["val_auc"]:
             best.update(val_auc=auc, epoch=epoch + 1)
