@@ -126,7 +126,10 @@ def test_cli_threads_option_is_applied_before_the_stage(monkeypatch, tmp_path, c
     seen = []
     monkeypatch.setattr(device_mod, "set_threads", lambda n: seen.append(n))
     rc = cli.main(["report", "--threads", "3", "-P", str(tmp_path / "none.yaml")])
-    assert seen == [3] and rc == 2   # the params file is missing: threads were set first anyway
+    assert seen == [] and rc == 2    # the params file is missing: refused before torch is touched
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    cli.main(["report", "--threads", "3", "-P", str(tmp_path / "params.yaml"), str(tmp_path / "*.json")])
+    assert seen == [3]               # valid params: threads are set before the stage runs
     monkeypatch.undo()
     assert cli.main(["report", "--threads", "0"]) == 2
     assert "--threads: must be ≥ 1, got 0" in capsys.readouterr().err

@@ -2,6 +2,12 @@
 
 The CLI only parses arguments and calls `pseudovad.stages.<stage>.main(cfg, args)`. Problems the
 user can fix (`PseudovadError`) are printed as one line on stderr with exit code 2.
+
+Start-up is part of the interface: `pseudovad --help` imports no stage, and a command reads and
+validates its params (`-P`, `-p`, `--device`, `--threads`) before it imports its stage, so a bad
+key is refused before torch, MLflow or Ray are loaded. Only the chosen stage's module is imported
+(for its arguments and its work), and each library module imports its heavy dependencies where
+they are used (tests/test_startup.py checks `sys.modules`).
 """
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ import argparse
 import importlib
 import logging
 import sys
+from types import ModuleType
 
 from pseudovad import config as config_mod
-from pseudovad.errors import PseudovadError
+from pseudovad.errors import ConfigError, PseudovadError
 
 STAGES = {
     "synthesize": "write the synthetic default dataset (videos + frame labels)",
@@ -40,7 +47,19 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def _stage_module(name: str) -> ModuleType | None:
+    """pseudovad.stages.<name>, or None where this install leaves the stage out."""
+    try:
+        return importlib.import_module(f"pseudovad.stages.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"pseudovad.stages.{name}":
+            return None
+        raise
+
+
+def build_parser(stages: list[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The full parser, with the arguments of `stages` (default: all, which imports every stage's
+    module); the other stages get a subcommand with the common options only."""
     common = _common()
     parser = argparse.ArgumentParser(
         prog="pseudovad", parents=[common],
@@ -49,39 +68,77 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     modules = {}
     for name, help_text in STAGES.items():
-        try:
-            mod = importlib.import_module(f"pseudovad.stages.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"pseudovad.stages.{name}":
+        if stages is None or name in stages:
+            mod = _stage_module(name)
+            if mod is None:
                 continue
-            raise
-        sp = sub.add_parser(name, parents=[common], help=help_text, description=(mod.__doc__ or help_text).strip())
-        mod.add_arguments(sp)
-        modules[name] = mod
+            sp = sub.add_parser(name, parents=[common], help=help_text, description=(mod.__doc__ or help_text).strip())
+            mod.add_arguments(sp)
+            modules[name] = mod
+        else:
+            sub.add_parser(name, parents=[common], help=help_text)
     return parser, modules
 
 
+def _first_pass(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The stage and the common options, without importing any stage (the stages' own
+    arguments are left over). `pseudovad --help` is answered here."""
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="pseudovad", parents=[common],
+        description="Video anomaly detection from normal footage with pseudo anomalies (LTGPA, MAE-NCT).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, help_text in STAGES.items():
+        # the stage's own -h/--help is answered by the full parser, with the stage's arguments
+        sub.add_parser(name, parents=[common], help=help_text, add_help=False)
+    return parser.parse_known_args(argv)
+
+
+def _config(args: argparse.Namespace) -> config_mod.Config:
+    """Params as the common options say (-P, -p, --device), validated."""
+    overrides = list(getattr(args, "set", []) or [])
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    return config_mod.load(getattr(args, "params", "params.yaml"), overrides)
+
+
+def _common_values(args: argparse.Namespace) -> tuple:
+    return tuple(getattr(args, k, None) for k in ("params", "set", "device", "threads"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("urllib3", "botocore", "matplotlib", "PIL", "alembic", "numexpr"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    early, rest = _first_pass(argv)
+    asks_help = any(a in ("-h", "--help") for a in rest)
+    stage = early.stage
     try:
+        cfg = None
+        if not asks_help:
+            threads = getattr(early, "threads", None)
+            if threads is not None and threads < 1:
+                raise ConfigError(f"--threads: must be ≥ 1, got {threads}")
+            cfg = _config(early)            # before the stage (and torch, MLflow, Ray) is imported
+        parser, modules = build_parser([stage])
+        if stage not in modules:
+            parser.error(f"stage {stage!r} is not part of this install")
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+        for noisy in ("urllib3", "botocore", "matplotlib", "PIL", "alembic", "numexpr"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        if _common_values(args) != _common_values(early):   # e.g. an abbreviated option only the full parser reads
+            cfg = _config(args)
         if getattr(args, "threads", None) is not None:
             from pseudovad.device import set_threads
 
             set_threads(args.threads)
-        overrides = list(getattr(args, "set", []) or [])
-        if getattr(args, "device", None):
-            overrides.append(f"device={args.device}")
-        cfg = config_mod.load(getattr(args, "params", "params.yaml"), overrides)
-        return int(modules[args.stage].main(cfg, args) or 0)
+        return int(modules[stage].main(cfg, args) or 0)
     except PseudovadError as e:
-        print(f"pseudovad {args.stage}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"pseudovad {stage}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pseudovad {args.stage}: interrupted", file=sys.stderr)
+        print(f"pseudovad {stage}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -5,9 +5,24 @@ the protocol's files, scoring new footage, figures.
 `metrics.frame_auc` are usable in-process, e.g. by Ray Tune trials scoring validation videos with
 the live model; the `evaluate` and `score` stages wire them to files.
 """
-from pseudovad.evaluation.metrics import frame_auc, summarize
-from pseudovad.evaluation.normalize import anomaly_scores, normalized_psnr
-from pseudovad.evaluation.psnr import frame_psnr
-from pseudovad.evaluation.streaming import Detector, score_video, score_videos
+from __future__ import annotations
 
-__all__ = ["Detector", "anomaly_scores", "frame_auc", "frame_psnr", "normalized_psnr", "score_video", "score_videos", "summarize"]
+import importlib
+from typing import Any
+
+# name → the module that defines it, imported on first access (PEP 562): importing one module of
+# the package (e.g. `evaluation.report` for `pseudovad report`) must not load torch and sklearn
+_EXPORTS = {
+    "Detector": "streaming", "score_video": "streaming", "score_videos": "streaming",
+    "frame_auc": "metrics", "summarize": "metrics",
+    "anomaly_scores": "normalize", "normalized_psnr": "normalize",
+    "frame_psnr": "psnr",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"pseudovad.evaluation.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'pseudovad.evaluation' has no attribute {name!r}")

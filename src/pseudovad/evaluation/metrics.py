@@ -17,7 +17,6 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from pseudovad.errors import DataError
 from pseudovad.evaluation.normalize import anomaly_scores, is_constant
@@ -59,6 +58,14 @@ def _binary(y: np.ndarray) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _sk():
+    """sklearn.metrics, imported at the first AUC: with scipy it takes seconds to load, which
+    `score` and a command that refuses its params should not pay."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def _check_scores(s: np.ndarray) -> None:
     if not np.isfinite(s).all():
         raise DataError(f"{int((~np.isfinite(s)).sum())} frame scores are NaN or infinite")
@@ -72,7 +79,7 @@ def frame_auc(labels, scores) -> float:
     if y.min() == y.max():
         raise DataError(f"frame AUC needs normal and anomalous frames; all {len(y)} test frames are "
                         f"{'anomalous' if y[0] else 'normal'}")
-    return float(roc_auc_score(y, s))
+    return float(_sk().roc_auc_score(y, s))
 
 
 def video_aucs(labels: PerVideo, scores: PerVideo) -> dict[str, float | None]:
@@ -83,7 +90,7 @@ def video_aucs(labels: PerVideo, scores: PerVideo) -> dict[str, float | None]:
             raise DataError(f"test video {v}: labels but no scores")
         check_lengths(v, labels[v], scores[v])
         y = _binary(labels[v])
-        out[v] = None if y.size == 0 or y.min() == y.max() else float(roc_auc_score(y, np.asarray(scores[v], float)))
+        out[v] = None if y.size == 0 or y.min() == y.max() else float(_sk().roc_auc_score(y, np.asarray(scores[v], float)))
     return out
 
 
@@ -101,7 +108,7 @@ def roc(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y, s = _pool(labels, scores)
     y = _binary(y)
     _check_scores(s)
-    return roc_curve(y, s)
+    return _sk().roc_curve(y, s)
 
 
 def thin_roc(fpr: Sequence[float], tpr: Sequence[float], thresholds: Sequence[float], points: int = 200

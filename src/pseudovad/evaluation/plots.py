@@ -11,20 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from pseudovad.evaluation.segments import Timeline
+from pseudovad.files import atomic_path
 
-from pseudovad.evaluation.segments import Timeline  # noqa: E402
-from pseudovad.files import atomic_path  # noqa: E402
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, imported when the first figure is drawn: importing
+    matplotlib costs about a second, which `score` should not pay before its first frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save(fig, path: str | Path) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def spans(labels: np.ndarray) -> list[tuple[int, int]]:
@@ -36,7 +43,7 @@ def spans(labels: np.ndarray) -> list[tuple[int, int]]:
 
 def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, title: str = "",
              eer: float | None = None) -> None:
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(4.5, 4.5))
     ax.plot(fpr, tpr, lw=2, label=f"micro AUC = {auc:.4f}")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
     if eer is not None:
@@ -51,7 +58,7 @@ def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, tit
 def timeline_plot(video: str, scores: np.ndarray, labels: np.ndarray, path: str | Path,
                   auc: float | None = None) -> None:
     """Anomaly score over frames with the ground-truth anomalous spans shaded."""
-    fig, ax = plt.subplots(figsize=(8, 2.6))
+    fig, ax = _pyplot().subplots(figsize=(8, 2.6))
     for i, (a, b) in enumerate(spans(labels)):
         ax.axvspan(a - 0.5, b - 0.5, color="C3", alpha=0.2, lw=0, label="ground truth anomalous" if i == 0 else None)
     ax.plot(np.arange(len(scores)), scores, c="C0", lw=1.5, label="anomaly score")
@@ -68,7 +75,7 @@ def topk_plot(items: Sequence[dict], path: str | Path) -> None:
     (H, W, 3) RGB). The heatmap is the per-pixel squared error averaged over channels.
     """
     n = max(len(items), 1)
-    fig, axes = plt.subplots(n, 3, figsize=(9, 2.8 * n), squeeze=False)
+    fig, axes = _pyplot().subplots(n, 3, figsize=(9, 2.8 * n), squeeze=False)
     if not items:
         for ax in axes[0]:
             ax.axis("off")
@@ -98,7 +105,7 @@ def footage_timeline_plot(tl: Timeline, segments: list[dict], threshold: float |
     """Score over time of scored footage (binned: any length), threshold line, flagged segments shaded."""
     x, lo, mean, hi = tl.arrays()
     scale = 1.0 / fps if fps else 1.0
-    fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(10, 3), dpi=100)
     for s in segments:
         ax.axvspan(s["start_frame"] * scale, (s["end_frame"] + 1) * scale, color="tab:red", alpha=0.2, lw=0)
     if tl.width > 1:
@@ -114,4 +121,4 @@ def footage_timeline_plot(tl: Timeline, segments: list[dict], threshold: float |
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
