@@ -16,7 +16,9 @@ one process (benchmarks/_speed.py `alternate`: read the ratios under load):
   folding BatchNorm, to see what each buys; `…+evaluate`: what `evaluate` does per frame (error
   maps and the region score beside the PSNR);
 - `…@B`: another batch size (default: --batch).
-Every contender's PSNR is compared with `today`'s (max |ΔPSNR| dB, recorded).
+Every contender's PSNR is compared with `today`'s (max |ΔPSNR| dB, recorded). `--method mae_nct`:
+the same for MAE-NCT's CPU-profile ViT (configs/ped2-mae-cpu.yaml; `today` predicts the frame
+from the 4 before it, fp32, contiguous).
 
 Start-up (`--startup`): each command in a fresh process, the source tree of `--before` (default
 main, unpacked with `git archive` into a temp folder) against this checkout's, alternately:
@@ -48,28 +50,34 @@ SIZE = (64, 96)
 CONTENDERS = ["today", "off/contiguous", "off/channels_last", "bf16/contiguous", "bf16/channels_last",
               "bf16/channels_last+fullframe", "bf16/channels_last+nofold", "bf16/channels_last+evaluate",
               "bf16/channels_last@8", "bf16/channels_last@32"]
+MAE_CONTENDERS = ["today", "off/contiguous", "off/channels_last", "bf16/contiguous", "bf16/channels_last"]
 
 
-def cpu_cfg(**extra):
+# configs/ped2-mae-cpu.yaml's ViT
+MAE = {"patch_size": 8, "embed_dim": 96, "depth": 4, "heads": 4, "mlp_ratio": 4.0, "in_frames": 4, "pretrained": None}
+
+
+def cpu_cfg(method: str = "ltgpa"):
     from pseudovad import config as config_mod
 
     return config_mod.from_dict({"data": {"size": list(SIZE), "channels": 1, "clip_len": 16, "scored_index": 8},
-                                 "model": {"method": "ltgpa", "ltgpa": {"width": WIDTH, "g_width": [32, 48, 64]}},
-                                 **extra})
+                                 "model": {"method": method, "ltgpa": {"width": WIDTH, "g_width": [32, 48, 64]},
+                                           "mae": MAE}})
 
 
-def cpu_model():
-    """The CPU-profile F in eval mode, with running statistics a few batches of data gave it."""
+def cpu_model(method: str = "ltgpa"):
+    """The CPU-profile F (LTGPA: with running statistics a few batches of data gave it) or ViT, eval mode."""
     import torch
 
     from pseudovad.models import build_model
 
     torch.manual_seed(0)
-    net = build_model(cpu_cfg())
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.rand(4, 1, 16, *SIZE) * 2 - 1)
+    net = build_model(cpu_cfg(method))
+    if method == "ltgpa":
+        net.train()
+        with torch.no_grad():
+            for _ in range(3):
+                net(torch.rand(4, 1, 16, *SIZE) * 2 - 1)
     return net.eval()
 
 
@@ -89,7 +97,8 @@ def today_psnr(net, meta, frames, batch: int):
         for i in range(0, len(starts), batch):
             clips = torch.stack([to_tensor(np.stack([frames[s + j * g.frame_step] for j in range(g.clip_len)]), "tanh")
                                  for s in starts[i:i + batch]])
-            pred = net(clips)[:, :, g.scored_index]
+            t = g.scored_index
+            pred = net(clips)[:, :, t] if meta["method"] == "ltgpa" else net(clips[:, :, :t])
             out.append(frame_psnr(pred, clips[:, :, g.scored_index], "tanh"))
     return torch.cat(out).numpy()
 
@@ -102,8 +111,8 @@ def throughput(args) -> list[dict]:
     from pseudovad.geometry import ClipGeometry
     from pseudovad.models.model_file import model_meta
 
-    net = cpu_model()
-    meta = model_meta(cpu_cfg())
+    net = cpu_model(args.method)
+    meta = model_meta(cpu_cfg(args.method))
     frames = np.random.default_rng(0).integers(0, 256, (FRAMES, *SIZE), dtype=np.uint8)
     first = ClipGeometry.from_meta(meta).first_scored
     scored = {}
@@ -138,7 +147,7 @@ def throughput(args) -> list[dict]:
 
     names = args.contenders.split(",")
     m = _speed.machine()
-    print(f"# Detector scoring at the CPU profile, {FRAMES} frames/call, {args.rounds} rounds, "
+    print(f"# Detector scoring at the CPU profile ({args.method}), {FRAMES} frames/call, {args.rounds} rounds, "
           f"{m['threads']} threads, load {m['load_before']}", flush=True)
     res = _speed.alternate({n: contender(n) for n in names}, args.rounds,
                            on_round=lambda r: print(f"  round {r + 1}/{args.rounds} load {_speed.load()}", flush=True))
@@ -149,7 +158,7 @@ def throughput(args) -> list[dict]:
     for n in names:
         r = res[n]
         dpsnr = (float(np.abs(scored[n] - scored["today"]).max()) if "today" in scored and n != "today" else 0.0)
-        row = {"contender": n, "frames": FRAMES, "median_s": round(r["median"], 4), "min_s": round(r["min"], 4),
+        row = {"method": args.method, "contender": n, "frames": FRAMES, "median_s": round(r["median"], 4), "min_s": round(r["min"], 4),
                "frames_per_s": round(FRAMES / r["median"], 1), "cpu_median_s": round(r["cpu_median"], 4),
                "speedup_vs_today": round(ref / r["median"], 2) if ref else None, "max_abs_dpsnr_db": round(dpsnr, 5),
                "threads": m["threads"], "rounds": args.rounds, "times": r["times"], "load_after": load_after}
@@ -158,7 +167,7 @@ def throughput(args) -> list[dict]:
               f"{row['speedup_vs_today'] or 0:8.2f} {dpsnr:14.4f}")
     print(f"# load after: {load_after}")
     if not args.no_write:
-        _speed.write_result("infer_speed", m, rows, key=("contender", "threads"))
+        _speed.write_result("infer_speed", m, rows, key=("method", "contender", "threads"))
     return rows
 
 
@@ -296,11 +305,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16, help="clips per batch (ped2-cpu's evaluate.batch_size)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--method", choices=("ltgpa", "mae_nct"), default="ltgpa",
+                    help="LTGPA's video F or MAE-NCT's ViT (configs/ped2-mae-cpu.yaml), both at 64×96")
+    ap.add_argument("--contenders", default=None, help=f"default: {','.join(CONTENDERS)} (ltgpa), "
+                                                        f"{','.join(MAE_CONTENDERS)} (mae_nct)")
     ap.add_argument("--startup", action="store_true", help="time start-up instead of throughput")
     ap.add_argument("--before", default="main", help="git ref of the 'before' tree for --startup")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    args.contenders = args.contenders or ",".join(CONTENDERS if args.method == "ltgpa" else MAE_CONTENDERS)
     _speed.set_threads(args.threads)
     startup(args) if args.startup else throughput(args)
 
