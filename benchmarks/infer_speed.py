@@ -10,10 +10,12 @@ one process (benchmarks/_speed.py `alternate`: read the ratios under load):
   BatchNorm as a layer, the whole clip reconstructed and one frame read out, torch.no_grad);
 - `<amp>/<format>`: `evaluation.streaming.Detector` as `evaluate`/`score` run it (inference.amp
   off|bf16 × inference.memory_format contiguous|channels_last): BatchNorm folded, clips as
-  strided views of one float window, inference_mode, the scored frame's share of the decoder
-  only (`VideoAutoencoder.reconstruct_frame`);
-- `…+fullframe`: the same without `reconstruct_frame` (whole clip decoded), `…+nofold`: without
-  folding BatchNorm, to see what each buys; `…+evaluate`: what `evaluate` does per frame (error
+  one float window of frames, inference_mode, the first layer shared by a batch's overlapping
+  clips (`VideoAutoencoder.reconstruct_frame_of_clips`), the scored frame's share of the
+  decoder only;
+- `…+noshare`: the same with the clips stacked (strided views) and the first layer run per
+  clip, `…+fullframe`: also the whole clip decoded, `…+nofold`: without folding BatchNorm, to see
+  what each buys; `…+evaluate`: what `evaluate` does per frame (error
   maps and the region score beside the PSNR);
 - `…@B`: another batch size (default: --batch).
 Every contender's PSNR is compared with `today`'s (max |ΔPSNR| dB, recorded). `--method mae_nct`:
@@ -48,7 +50,7 @@ FRAMES = 180
 WIDTH = [32, 48, 64, 64]
 SIZE = (64, 96)
 CONTENDERS = ["today", "off/contiguous", "off/channels_last", "bf16/contiguous", "bf16/channels_last",
-              "bf16/channels_last+fullframe", "bf16/channels_last+nofold", "bf16/channels_last+evaluate",
+              "bf16/channels_last+noshare", "bf16/channels_last+fullframe", "bf16/channels_last+nofold", "bf16/channels_last+evaluate",
               "bf16/channels_last@8", "bf16/channels_last@32"]
 MAE_CONTENDERS = ["today", "off/contiguous", "off/channels_last", "bf16/contiguous", "bf16/channels_last"]
 
@@ -66,7 +68,7 @@ def cpu_cfg(method: str = "ltgpa"):
 
 
 def cpu_model(method: str = "ltgpa"):
-    """The CPU-profile F (LTGPA: with running statistics a few batches of data gave it) or ViT, eval mode."""
+    """The CPU-profile F (LTGPA: with the running statistics of a few batches of data) or ViT, eval mode."""
     import torch
 
     from pseudovad.models import build_model
@@ -74,6 +76,9 @@ def cpu_model(method: str = "ltgpa"):
     torch.manual_seed(0)
     net = build_model(cpu_cfg(method))
     if method == "ltgpa":
+        for m in net.modules():                   # cumulative statistics: activations normalised, so
+            if isinstance(m, torch.nn.BatchNorm3d):   # the output varies with the input (|ΔPSNR| means something)
+                m.momentum = None
         net.train()
         with torch.no_grad():
             for _ in range(3):
@@ -125,6 +130,8 @@ def throughput(args) -> list[dict]:
         spec, _, variant = spec.partition("+")
         amp, fmt = spec.split("/")
         det = Detector(net, meta, "cpu", batch, amp, fmt)
+        if variant in ("noshare", "fullframe"):   # clips stacked, the first layer run per clip
+            det.net.reconstruct_frame_of_clips = None
         if variant == "fullframe":
             det.net.reconstruct_frame = None      # scored_prediction then decodes the whole clip
         elif variant == "nofold":                 # the frozen copy without folding BatchNorm

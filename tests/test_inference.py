@@ -23,8 +23,13 @@ WIDTH = [4, 6, 8, 8]
 
 
 def _trained_stats(net: nn.Module, shape: tuple[int, ...]) -> nn.Module:
-    """A few training-mode passes, so running statistics are not the identity BatchNorm starts with."""
+    """A few training-mode passes, so running statistics are not the identity BatchNorm starts with
+    (cumulative ones: activations stay normalised and the output varies with the input, so a
+    wrong frame or tap shows)."""
     torch.manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            m.momentum = None
     net.train()
     with torch.no_grad():
         for _ in range(3):
@@ -73,6 +78,26 @@ def test_reconstruct_frame_is_that_frame_of_the_full_reconstruction(video_net, t
         folded = inference_copy(video_net, torch.channels_last_3d)
         xl = x.contiguous(memory_format=torch.channels_last_3d)
         torch.testing.assert_close(folded.reconstruct_frame(xl, t), video_net(x)[:, :, t], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("t", [0, 1, 8, 14, 15])
+@pytest.mark.parametrize("folded", [False, True])
+def test_clips_of_a_window_share_the_first_layer_and_keep_each_clips_values(video_net, t, folded):
+    window = torch.rand(1, 1, 16 + 5, 16, 32) * 2 - 1                   # 6 clips
+    net = inference_copy(video_net, torch.channels_last_3d) if folded else video_net
+    fmt = torch.channels_last_3d if folded else torch.contiguous_format
+    clips = window[0].unfold(1, 16, 1).permute(1, 0, 4, 2, 3).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        want = net(clips)[:, :, t]
+        got = net.reconstruct_frame_of_clips(window.contiguous(memory_format=fmt), 16, t)
+    assert got.shape == (6, 1, 16, 32)
+    assert (want[0] - want[1]).abs().max() > 0.05        # clips differ: a wrong frame would show
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_clips_of_a_window_need_a_whole_clip(video_net):
+    with pytest.raises(ValueError, match="window"):
+        video_net.reconstruct_frame_of_clips(torch.zeros(1, 1, 15, 16, 32), 16, 8)
 
 
 def test_reconstruct_frame_falls_back_to_the_full_pass_in_training_mode(video_net):

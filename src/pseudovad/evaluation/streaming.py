@@ -18,7 +18,9 @@ How a batch runs (the same for every caller): bf16 autocast where the device has
 format (`inference.memory_format`), a frozen copy of the model with BatchNorm folded
 (`models.inference`), under `torch.inference_mode`; PSNR and error maps are computed in fp32
 from the model's output. A batch's clips overlap (stride 1): its frames are converted to float
-once and the clips are strided views of them, copied once into the model's layout.
+once, and either the model scores the clips from that window itself (LTGPA's video F:
+`reconstruct_frame_of_clips`, its first layer shared) or the clips are strided views of it,
+copied once into the model's layout.
 """
 from __future__ import annotations
 
@@ -151,6 +153,31 @@ class Detector:
         batch, on the CPU."""
         return frame_psnr(*self.predict(x), self.value_range).cpu()
 
+    def predict_clips(self, frame_at, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`predict` for the clips starting at consecutive frames `starts`, frames read with
+        `frame_at(i)`. LTGPA's video F at frame step 1 scores them from one window of frames
+        (`VideoAutoencoder.reconstruct_frame_of_clips`: its first layer shared by the clips);
+        anything else goes through `clips` and `predict`."""
+        g = self.geometry
+        net = self.net
+        shared = getattr(net, "reconstruct_frame_of_clips", None)
+        if self.image or self.method != "ltgpa" or g.frame_step != 1 or shared is None:
+            return self.predict(self.clips(frame_at, starts))
+        window = self._window(frame_at, starts)[None]                      # (1, C, N, H, W)
+        window = window.to(self.device, non_blocking=True).contiguous(memory_format=self._input_format)
+        with self.precision.autocast(self.device):
+            pred = shared(window, g.clip_len, g.scored_index)
+        t = g.scored_index
+        target = window[0, :, t:t + len(starts)].transpose(0, 1)           # (B, C, H, W)
+        return pred.float().contiguous(), target.float().contiguous()
+
+    def _window(self, frame_at, starts: list[int]) -> torch.Tensor:
+        """The frames the clips starting at consecutive `starts` span, as one (C, N, H, W) float tensor."""
+        if starts[-1] - starts[0] != len(starts) - 1:
+            raise ValueError(f"clip starts must be consecutive, got {starts}")
+        frames = np.stack([frame_at(i) for i in range(starts[0], starts[-1] + self.geometry.span)])
+        return to_tensor(frames, self.value_range)
+
     def clips(self, frame_at, starts: list[int]) -> torch.Tensor:
         """The clips starting at consecutive frames `starts` as one (B, C, L, H, W) float batch.
 
@@ -159,11 +186,7 @@ class Detector:
         (`unfold`), which `predict` copies once into the model's memory format.
         """
         g = self.geometry
-        first = starts[0]
-        if starts[-1] - first != len(starts) - 1:
-            raise ValueError(f"clip starts must be consecutive, got {starts}")
-        window = np.stack([frame_at(i) for i in range(first, starts[-1] + g.span)])
-        x = to_tensor(window, self.value_range)                      # (C, N, H, W), N = B + span − 1
+        x = self._window(frame_at, starts)                           # (C, N, H, W), N = B + span − 1
         views = x.unfold(1, g.span, 1)[..., ::g.frame_step]          # (C, B, H, W, L)
         return views.permute(1, 0, 4, 2, 3)
 
@@ -200,7 +223,7 @@ class Detector:
 
         def flush() -> Iterator[Scored]:
             nonlocal emitted, last_psnr, last_err
-            pred, target = self.predict(self.clips(at, pending))
+            pred, target = self.predict_clips(at, pending)
             psnr = frame_psnr(pred, target, vr).cpu().numpy().astype(np.float64)
             err = None
             if errors:

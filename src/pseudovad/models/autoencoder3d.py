@@ -72,10 +72,55 @@ class VideoAutoencoder(nn.Module):
         know, it falls back to the full forward. Same values as `forward(x)[:, :, t]` up to
         float rounding (tests/test_inference.py).
         """
-        layers = list(self.decoder)
-        if self.training or not all(_framewise(m) for m in layers):
+        if self.training or not all(_framewise(m) for m in self.decoder):
             return self.forward(x)[:, :, t]
-        h = self.encoder(x)
+        return self._decode_frame(self.encoder(x), t)
+
+    def reconstruct_frame_of_clips(self, window: torch.Tensor, clip_len: int, t: int) -> torch.Tensor:
+        """`reconstruct_frame(clip, t)` for every clip of `clip_len` consecutive frames of `window`
+        (1, C, N, H, W): (N − clip_len + 1, C, H, W), clip k being frames k … k + clip_len − 1.
+
+        Consecutive clips share all but one frame, and the first encoder layer has temporal stride
+        1 (a 3-frame kernel, padding 1): away from a clip's two ends, its output at a frame does
+        not depend on which clip the frame is in. So it runs once over the window (without
+        temporal padding), and each clip's end frames — where the clip's zero padding enters —
+        are two 2-tap convolutions over all clips at once. That layer, at half resolution, is
+        about 40% of a scored frame's work on a CPU (benchmarks/infer_speed.py); shared, it is
+        about a quarter of that. The rest runs per clip as in `reconstruct_frame`; where the
+        first layer is not of that kind (or in training mode) the clips are simply stacked.
+        """
+        n = window.shape[2] - clip_len + 1
+        if n < 1 or window.shape[0] != 1:
+            raise ValueError(f"a (1, C, N ≥ {clip_len}, H, W) window, got {tuple(window.shape)}")
+        conv, rest = self.encoder[0], list(self.encoder[1:])
+        pointwise = [m for m in rest[:2]]
+        shareable = (not self.training and isinstance(conv, nn.Conv3d) and conv.kernel_size[0] == 3
+                     and conv.stride[0] == 1 and conv.padding[0] == 1 and conv.dilation[0] == 1
+                     and conv.groups == 1 and clip_len >= 3 and all(_framewise(m) for m in pointwise)
+                     and all(_framewise(m) for m in self.decoder))
+        if not shareable:
+            clips = window[0].unfold(1, clip_len, 1).permute(1, 0, 4, 2, 3)
+            return self.reconstruct_frame(clips.contiguous(), t)
+        w, b, stride, pad = conv.weight, conv.bias, conv.stride, (0, *conv.padding[1:])
+        inner = Fn.conv3d(window, w, b, stride, pad)                     # centred on window frames 1 … N−2
+        first = Fn.conv3d(window[:, :, :n + 1], w[:, :, 1:], b, stride, pad)        # clip k's frame 0
+        last = Fn.conv3d(window[:, :, clip_len - 2:], w[:, :, :2], b, stride, pad)  # clip k's last frame
+        for m in pointwise:
+            inner, first, last = m(inner), m(first), m(last)
+        _, ch, _, hh, ww = inner.shape
+        h = torch.empty((n, ch, clip_len, hh, ww), dtype=inner.dtype, device=inner.device,
+                        memory_format=torch.channels_last_3d if inner.is_contiguous(memory_format=torch.channels_last_3d)
+                        else torch.contiguous_format)
+        h[:, :, 0] = first[0].transpose(0, 1)
+        h[:, :, 1:clip_len - 1] = inner[0].unfold(1, clip_len - 2, 1).permute(1, 0, 4, 2, 3)
+        h[:, :, clip_len - 1] = last[0].transpose(0, 1)
+        for m in rest[2:]:
+            h = m(h)
+        return self._decode_frame(h, t)
+
+    def _decode_frame(self, h: torch.Tensor, t: int) -> torch.Tensor:
+        """Frame `t` of the decoder's output for the encoding `h` (see `reconstruct_frame`)."""
+        layers = list(self.decoder)
         convs = [i for i, m in enumerate(layers) if isinstance(m, nn.ConvTranspose3d)]
         lengths = [h.shape[2]]                          # temporal length into each conv
         for i in convs:
