@@ -84,9 +84,9 @@ class VideoAutoencoder(nn.Module):
         1 (a 3-frame kernel, padding 1): away from a clip's two ends, its output at a frame does
         not depend on which clip the frame is in. So it runs once over the window (without
         temporal padding), and each clip's end frames — where the clip's zero padding enters —
-        are two 2-tap convolutions over all clips at once. That layer, at half resolution, is
-        about 40% of a scored frame's work on a CPU (benchmarks/infer_speed.py); shared, it is
-        about a quarter of that. The rest runs per clip as in `reconstruct_frame`; where the
+        are two 2-tap convolutions over all clips at once. That layer, at half resolution, was
+        about 40% of a scored frame's CPU time at the CPU profile; shared, B clips of L frames
+        cost it B + L − 3 + 2B frames instead of B·L (benchmarks/infer_speed.py `+noshare`). The rest runs per clip as in `reconstruct_frame`; where the
         first layer is not of that kind (or in training mode) the clips are simply stacked.
         """
         n = window.shape[2] - clip_len + 1
