@@ -144,6 +144,7 @@ def test_detector_scores_like_the_plain_forward_pass(tmp_path, video_net, amp, m
     # bf16 keeps 8 bits of mantissa: a relative error of ~0.4% per value, a few hundredths of a dB
     assert np.abs(got - want).max() < (0.1 if amp == "bf16" else 1e-3)
     assert det.precision.name == ("bf16" if amp == "bf16" else "fp32")
+    assert det.precision.reason.startswith(f"inference.amp: {amp}")            # what the log line names
     assert det.memory_format == memory_format
     assert net.training is False and all(isinstance(m, nn.BatchNorm3d) for m in net.encoder[1::3])
 

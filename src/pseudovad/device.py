@@ -102,13 +102,14 @@ class Precision:
                               enabled=self.dtype is not None)
 
 
-def resolve_amp(setting: str, device: torch.device) -> Precision:
-    """`train.amp`: auto → bf16 where the device supports it, fp32 elsewhere; bf16 / off as asked."""
+def resolve_amp(setting: str, device: torch.device, key: str = "train.amp") -> Precision:
+    """`train.amp` (or `key`, e.g. inference.amp): auto → bf16 where the device supports it, fp32
+    elsewhere; bf16 / off as asked."""
     if setting == "off":
-        return Precision(setting, None, "train.amp: off")
+        return Precision(setting, None, f"{key}: off")
     ok, why = bf16_support(device)
     if setting == "bf16":
-        return Precision(setting, torch.bfloat16, "train.amp: bf16" + ("" if ok else f" (slow here: {why})"))
+        return Precision(setting, torch.bfloat16, f"{key}: bf16" + ("" if ok else f" (slow here: {why})"))
     return Precision(setting, torch.bfloat16 if ok else None, f"auto: {why}")
 
 

@@ -80,7 +80,7 @@ class Detector:
         variant = meta.get("config", {}).get("model", {}).get("ltgpa", {}).get("variant", "video")
         self.image = self.method == "ltgpa" and variant == "image"     # one image in, one image out
         kind = "image" if self.image else ("video" if self.method == "ltgpa" else "vit")
-        self.precision: Precision = resolve_amp(amp, self.device)
+        self.precision: Precision = resolve_amp(amp, self.device, "inference.amp")
         self.memory_format = resolve_memory_format(memory_format, kind, self.device)
         ndim = 4 if self.image else 5
         # the ViT flattens its input itself: only its patch embedding's weight changes layout
@@ -100,10 +100,6 @@ class Detector:
         p = self.precision
         return (f"{'bf16 autocast' if p.dtype is not None else 'fp32'} ({p.reason}), "
                 f"{self.memory_format} memory format, batches of {self.batch_size} on {self.device}")
-
-    def record(self) -> dict[str, Any]:
-        """The same as flat keys, for a stage's outputs."""
-        return {"amp": self.precision.name, "amp_reason": self.precision.reason, "memory_format": self.memory_format}
 
     @property
     def net(self) -> nn.Module:
