@@ -132,18 +132,23 @@ def score_with_maps(detector: Detector, store: FrameStore, entries: list[VideoEn
 
     Frame PSNR is `Detector.score_video`'s, value for value. The region PSNR of a scored frame
     comes from its error map; edge frames carry the nearest scored frame's, as their PSNR does.
-    Error maps (float32, the model's frame size) are kept only with `keep_errors`, for pixel AUC.
+    Error maps (float32, the model's frame size) of the scored frames are kept only with
+    `keep_errors`, for pixel AUC. `Detector.stream` hands edge frames their nearest scored
+    frame's map too (for the annotated video): only the scored frames' own maps count here, so a
+    map is counted once.
     """
     from tqdm import tqdm
 
+    g = detector.geometry
     psnr, region, errors = {}, {}, {}
     for e in tqdm(entries, desc="evaluate", unit="video", disable=not progress):
         detector.check_compatible(e, str(store.root))
-        p, r, first, maps = [], [], None, {}
-        for sc in detector.stream(store.array(e), errors=True, name=f"test video {e.id}"):
+        frames = store.array(e)
+        first, end = g.first_scored, g.first_scored + len(g.starts(len(frames)))   # scored: [first, end)
+        p, r, maps = [], [], {}
+        for sc in detector.stream(frames, errors=True, name=f"test video {e.id}"):
             p.append(sc.psnr)
-            if sc.error is not None:
-                first = sc.index if first is None else first
+            if sc.error is not None and first <= sc.index < end:
                 r.append(region_psnr(sc.error, grid))
                 if keep_errors:
                     maps[sc.index] = np.asarray(sc.error, dtype=np.float32)
