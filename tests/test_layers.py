@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "geometry": {"config"},
     "build": {"errors"},
     "storage": {"errors"},
-    "pseudo/": set(),
+    "pseudo/": {"errors"},
     "data/": {"config", "errors", "files", "geometry", "storage"},
     "models/": {"config", "errors", "files", "geometry"},
     "evaluation/": {"calibration", "config", "data/", "device", "errors", "files", "geometry", "models/"},

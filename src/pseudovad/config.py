@@ -93,10 +93,14 @@ class ModelConfig:
 class PseudoConfig:
     """How pseudo anomalies are made."""
 
-    kind: str = "learned"                   # LTGPA: none | gaussian | learned (MAE-NCT always masks)
+    kind: str = "learned"                   # LTGPA: none | gaussian | learned | skip | patch (MAE-NCT always masks)
     p: float = 0.5                          # probability that a batch is pseudo-anomalous
     lam: float = 0.1                        # λ: weight of the noise-norm reward in G's loss
     sigma: float = 0.1                      # σ of Gaussian noise
+    jumps: list[int] = field(default_factory=lambda: [2, 3, 4, 5])   # skip: frame jumps, one drawn per clip
+    patch_max_size: float = 0.5             # patch: largest side, as a share of the frame side (LNTRA α)
+    patch_max_move: int = 10                # patch: largest step per frame and axis, in pixels (LNTRA β)
+    patch_source: Optional[str] = None      # patch: folder of object images; None: procedural textured shapes
     mask_ratio: float = 0.75                # MAE-NCT: share of mask patches replaced by the token
     mask_patch: int = 32                    # MAE-NCT: side of a mask patch in pixels
     mode: str = "nct"                       # MAE-NCT: nct | none (no pseudo) | prob (pseudo with prob p)
@@ -120,6 +124,7 @@ class TrainConfig:
     checkpoint_every: int = 200             # steps between checkpoints (also at every epoch end)
     amp: str = "auto"                       # auto | bf16 | off: bf16 autocast (auto: where the device has bf16)
     memory_format: str = "auto"             # auto | channels_last | contiguous (auto: the measured faster one)
+    pseudo_loss: str = "reconstruct_normal"  # LTGPA pseudo batches: reconstruct_normal (F(X^P) → X^N) | maximize (STEAL)
     compile: bool = False                   # torch.compile the models
     init: Optional[str] = None              # warm start: a model.pt or models:/NAME@ALIAS
     out: str = "runs/train"                 # checkpoints, metrics, model.pt
@@ -391,8 +396,9 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "model.method": ("ltgpa", "mae_nct"),
     "model.ltgpa.variant": ("video", "image"),
-    "pseudo.kind": ("none", "gaussian", "learned"),
+    "pseudo.kind": ("none", "gaussian", "learned", "skip", "patch"),
     "pseudo.mode": ("nct", "none", "prob"),
+    "train.pseudo_loss": ("reconstruct_normal", "maximize"),
     "score.normalization": ("calibrated", "minmax"),
     "tune.scheduler": ("asha", "fifo"),
     "evaluate.score": ("frame", "region"),
@@ -456,6 +462,11 @@ def validate(cfg: Config) -> Config:
     _check(0.0 <= p.p <= 1.0, "pseudo.p", f"must be in [0, 1], got {p.p}")
     _check(p.lam >= 0, "pseudo.lam", f"must be ≥ 0, got {p.lam}")
     _check(p.sigma > 0, "pseudo.sigma", f"must be > 0, got {p.sigma}")
+    _check(len(p.jumps) >= 1 and all(j >= 2 for j in p.jumps), "pseudo.jumps",
+           f"must be a non-empty list of jumps ≥ 2 (a jump of 1 is the normal clip), got {p.jumps}")
+    _check(0.0 < p.patch_max_size <= 1.0, "pseudo.patch_max_size",
+           f"must be in (0, 1] (a share of the frame side), got {p.patch_max_size}")
+    _check(p.patch_max_move >= 0, "pseudo.patch_max_move", f"must be ≥ 0, got {p.patch_max_move}")
     _check(0.0 < p.mask_ratio < 1.0, "pseudo.mask_ratio", f"must be in (0, 1), got {p.mask_ratio}")
     _check(p.mask_patch >= 1, "pseudo.mask_patch", f"must be ≥ 1, got {p.mask_patch}")
     for k in ("lambda_n", "lambda_p", "lambda_cst"):
@@ -529,6 +540,8 @@ def validate(cfg: Config) -> Config:
         for side in d.size:
             _check(side % s_div == 0 and side % g_div == 0, "data.size",
                    f"{d.size} must be divisible by {max(s_div, g_div)} (the autoencoders' total stride)")
+        _check(lt.variant == "video" or p.kind not in ("skip", "patch"), "pseudo.kind",
+               f"{p.kind} pseudo anomalies are made of clips: they need model.ltgpa.variant video")
         if lt.variant == "video":
             g_t = 2 ** (len(lt.g_width) - 1)
             _check(d.clip_len % t_div == 0 and d.clip_len % g_t == 0, "data.clip_len",

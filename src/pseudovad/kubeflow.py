@@ -33,7 +33,9 @@ from pseudovad.errors import ConfigError, DataError
 # parameters). "" keeps the params' value; `mlflow_uri` is also exported (see from_layers).
 PIPELINE_PARAMS = {
     "method": "model.method", "pseudo_kind": "pseudo.kind", "lam": "pseudo.lam", "p": "pseudo.p",
-    "sigma": "pseudo.sigma", "mask_ratio": "pseudo.mask_ratio", "epochs": "train.epochs", "init": "train.init",
+    "sigma": "pseudo.sigma", "jumps": "pseudo.jumps", "patch_max_size": "pseudo.patch_max_size",
+    "patch_max_move": "pseudo.patch_max_move", "patch_source": "pseudo.patch_source",
+    "pseudo_loss": "train.pseudo_loss", "mask_ratio": "pseudo.mask_ratio", "epochs": "train.epochs", "init": "train.init",
     "tune_samples": "tune.num_samples", "tune_gpus_per_trial": "tune.gpus_per_trial",
     "min_delta": "registry.min_delta", "model_name": "registry.model_name",
     "warm_start": "ingest.warm_start", "quarantine_dir": "ingest.quarantine", "mlflow_uri": "tracking.uri",

@@ -6,6 +6,7 @@ video models see [-1, 1], image models [0, 1].
 """
 from __future__ import annotations
 
+import copy
 
 import numpy as np
 import torch
@@ -32,27 +33,63 @@ def to_tensor(frames: np.ndarray, value_range: str = "tanh") -> torch.Tensor:
 
 
 class ClipDataset(Dataset):
-    """All clips of a set of videos. Item: (clip (C, L, H, W) float, video index, start frame)."""
+    """All clips of a set of videos. Item: (clip (C, L, H, W) float, video index, start frame).
+
+    With `lookahead` > 0 (a method that needs footage beyond the clip, `Method.lookahead`) an
+    item is (window (C, L + lookahead, H, W), video index, start frame, reach): the clip followed
+    by the next `lookahead` frames at the same frame step, and how many of the window's frames
+    are footage. The clips are the same either way (the lookahead does not shorten a video);
+    a window that runs past its span's end is padded with black frames, which `reach` excludes.
+    """
 
     def __init__(self, store: FrameStore, entries: list[VideoEntry], clip_len: int, stride: int = 1,
                  frame_step: int = 1, value_range: str = "tanh",
-                 spans: list[tuple[int, int]] | None = None):
-        """`spans`: per entry, the [first, end) frame range clips must lie in (default: whole video)."""
+                 spans: list[tuple[int, int]] | None = None, lookahead: int = 0):
+        """`spans`: per entry, the [first, end) frame range clips (and windows) must lie in
+        (default: whole video)."""
         self.store = store
         self.entries = entries
         # a training clip is served whole: which of its frames is scored is not the dataset's business
         self.geometry = ClipGeometry(clip_len, 0, frame_step)
+        self.window = ClipGeometry(clip_len + lookahead, 0, frame_step)
+        self.lookahead = lookahead
         self.value_range = value_range
         index = []
+        ends = []
         for vi, e in enumerate(entries):
             lo, hi = spans[vi] if spans else (0, e.frames)
+            ends.append(hi)
             for s in self.geometry.starts(hi - lo, stride):
                 index.append((vi, lo + int(s)))
         if not index:
             what = "frame range" if spans else "video"
             raise DataError(f"{store.root}: no {what} is long enough for a {self.geometry.span}-frame clip")
         self.index = np.asarray(index, dtype=np.int64)
+        self.ends = np.asarray(ends, dtype=np.int64)
         self._arrays: dict[int, np.ndarray] = {}
+
+    def with_lookahead(self, lookahead: int) -> ClipDataset:
+        """The same clips with another lookahead (0: plain clips, e.g. to calibrate on them)."""
+        other = copy.copy(self)
+        other.lookahead = lookahead
+        other.window = ClipGeometry(self.geometry.clip_len + lookahead, 0, self.geometry.frame_step)
+        other._arrays = {}
+        return other
+
+    def reach(self, i: int) -> int:
+        """Frames of item i's window that are footage (≥ clip_len: the clip always is)."""
+        vi, s = (int(v) for v in self.index[i])
+        return min(self.window.clip_len, (int(self.ends[vi]) - 1 - s) // self.window.frame_step + 1)
+
+    def _window(self, vi: int, s: int) -> np.ndarray:
+        """The uint8 frames of the window at `s`, black-padded past the span's end."""
+        frames = self._array(vi)[self.window.window(s)]
+        n = min(len(frames), (int(self.ends[vi]) - 1 - s) // self.window.frame_step + 1)
+        if n == self.window.clip_len:
+            return frames
+        out = np.zeros((self.window.clip_len, *frames.shape[1:]), dtype=frames.dtype)
+        out[:n] = frames[:n]
+        return out
 
     def __len__(self) -> int:
         return len(self.index)
@@ -65,6 +102,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int):
         vi, s = (int(v) for v in self.index[i])
+        if self.lookahead:
+            return to_tensor(self._window(vi, s), self.value_range), vi, s, self.reach(i)
         arr = self._array(vi)
         frames = arr[self.geometry.window(s)]
         return to_tensor(frames, self.value_range), vi, s

@@ -243,6 +243,7 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     result: dict[str, Any] = {
         **{k: m[k] for k in SUMMARY_KEYS},
         **describe_model(detector.meta.get("config", {})),
+        "seed": detector.meta.get("config", {}).get("seed"),     # `report` averages over seeds
         "dataset": dataset,
         "model": model_ref,
         "fingerprint": fingerprint,

@@ -1,18 +1,53 @@
 """What a metrics file says about its model (method, variant, dataset), the AUC table, and one
 evaluation as Markdown (the Kubeflow evaluate step's report).
 
-The table mirrors Table 1 of the LTGPA / MAE-NCT papers: one row per method and pseudo-anomaly
-variant, one column per dataset, frame-level micro AUC in percent.
+The table mirrors Table 1 of the LTGPA / LNTRA / MAE-NCT papers: one row per method and
+pseudo-anomaly variant, one column per dataset, frame-level micro AUC in percent, mean ± sample
+standard deviation over the seeds found, with the paper's figure beside ours where a paper
+reports one (`PAPER_AUC`, each with its source).
 """
 from __future__ import annotations
 
 import csv
 import glob
 import json
+import re
+import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
 from pseudovad.errors import DataError
+
+# The papers' frame-level AUC (%) of the rows this project can train, by (method, row, dataset).
+# The same plain autoencoder is the baseline of LTGPA, LNTRA and STEAL (92.49 / 81.47 / 71.28).
+LTGPA = "Astrid et al., Exploiting autoencoder's weakness to generate pseudo anomalies (LTGPA), Table 1"
+LNTRA = "Astrid et al. 2021, Learning not to reconstruct anomalies (LNTRA, BMVC), Table 1"
+STEAL = "Astrid et al. 2021, Synthetic temporal anomaly guided end-to-end VAD (STEAL Net, ICCVW)"
+MAE_NCT = "Huang et al. 2023, Synthetic pseudo anomalies ... based on masked autoencoder (MAE-NCT)"
+PAPER_AUC: dict[tuple[str, str, str], tuple[float, str]] = {
+    ("ltgpa", "baseline", "ped2"): (92.49, LTGPA),
+    ("ltgpa", "baseline", "avenue"): (81.47, LTGPA),
+    ("ltgpa", "baseline", "shanghaitech"): (71.28, LTGPA),
+    ("ltgpa", "learned", "ped2"): (94.57, LTGPA),
+    ("ltgpa", "learned", "avenue"): (83.23, LTGPA),
+    ("ltgpa", "learned", "shanghaitech"): (73.23, LTGPA),
+    ("ltgpa", "patch", "ped2"): (94.77, LNTRA),
+    ("ltgpa", "patch", "avenue"): (84.91, LNTRA),
+    ("ltgpa", "patch", "shanghaitech"): (72.46, LNTRA),
+    ("ltgpa", "skip", "ped2"): (96.50, LNTRA),
+    ("ltgpa", "skip", "avenue"): (84.67, LNTRA),
+    ("ltgpa", "skip", "shanghaitech"): (75.97, LNTRA),
+    ("ltgpa", "steal", "ped2"): (98.4, STEAL),
+    ("ltgpa", "steal", "avenue"): (87.1, STEAL),
+    ("ltgpa", "steal", "shanghaitech"): (73.7, STEAL),
+    ("mae_nct", "nct", "ped2"): (95.5, MAE_NCT),
+    ("mae_nct", "nct", "avenue"): (87.63, MAE_NCT),
+    ("mae_nct", "nct", "shanghaitech"): (76.57, MAE_NCT),
+}
+DATASET_ALIASES = {"ucsdped2": "ped2", "cuhkavenue": "avenue", "shanghai": "shanghaitech", "sht": "shanghaitech"}
+# the table's row order: the papers' (baseline first, then the pseudo anomalies)
+ROW_ORDER = {"ltgpa": ("baseline", "gaussian", "learned", "skip", "patch", "steal"),
+             "mae_nct": ("baseline", "prob", "nct")}
 
 REQUIRED = ("auc_micro", "method", "dataset")
 
@@ -21,17 +56,23 @@ def describe_model(config: dict[str, Any]) -> dict[str, str]:
     """{method, pseudo_kind, variant} from a model's config dict (model.pt meta["config"]).
 
     pseudo_kind is the raw setting, as the train summary records it (LTGPA: pseudo.kind, MAE-NCT:
-    pseudo.mode); variant is the table's row label (baseline, gaussian σ=…, learned, nct).
+    pseudo.mode); variant is the table's row label (baseline, gaussian σ=…, learned, skip, patch,
+    steal = skip frames with STEAL's `maximize` loss, nct, …).
     """
     model = config.get("model", {})
     pseudo = config.get("pseudo", {})
     method = model.get("method", "ltgpa")
     if method == "ltgpa":
         kind = pseudo.get("kind", "learned")
+        maximize = config.get("train", {}).get("pseudo_loss", "reconstruct_normal") == "maximize"
         variant = {"none": "baseline", "learned": "learned"}.get(kind, kind)
         if kind == "gaussian":
             variant = f"gaussian σ={pseudo.get('sigma', 0.1):g}"
-        if pseudo.get("p", 0.5) == 0:        # pseudo anomalies never drawn: the baseline
+        if kind == "patch" and pseudo.get("patch_source"):
+            variant = "patch (image folder)"     # the paper's kind of objects, not the built-in shapes
+        if maximize and kind != "none":
+            variant = "steal" if kind == "skip" else f"{variant} maximize"
+        if pseudo.get("p", 0.5) == 0 or kind == "none":   # pseudo anomalies never drawn: the baseline
             variant = "baseline"
         if model.get("ltgpa", {}).get("variant") == "image":
             method = "ltgpa-image"
@@ -107,43 +148,96 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pct(v: Any) -> str:
-    return "–" if v is None else f"{100.0 * float(v):.2f}"
+def dataset_key(name: str) -> str:
+    """A dataset name as the paper table spells it (`UCSD-Ped2` → ped2, `shanghai` → shanghaitech)."""
+    key = re.sub(r"[^a-z0-9]", "", str(name).lower())
+    return DATASET_ALIASES.get(key, key)
+
+
+def paper_auc(method: str, variant: str, dataset: str) -> tuple[float, str] | None:
+    """The paper's figure for a row, if a paper reports one: matched on the row's first word, so
+    `patch (image folder)` gets LNTRA's patch figure and `gaussian σ=0.5` none."""
+    head = variant.split(" ")[0]
+    return PAPER_AUC.get((method, head, dataset_key(dataset)))
+
+
+def _cell(values: list[float]) -> str:
+    """mean ± sample std (n) of AUCs in [0, 1], in percent; one value alone; – when none."""
+    if not values:
+        return "–"
+    pct = [100.0 * v for v in values]
+    if len(pct) == 1:
+        return f"{pct[0]:.2f}"
+    return f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f} ({len(pct)})"
+
+
+def _row_order(method: str, variant: str) -> tuple:
+    methods = list(ROW_ORDER)
+    heads = ROW_ORDER.get(method, ())
+    head = variant.split(" ")[0]
+    return (methods.index(method) if method in methods else len(methods), method,
+            heads.index(head) if head in heads else len(heads), variant)
 
 
 def table(entries: Iterable[tuple[str, dict[str, Any]]], metric: str = "auc_micro") -> dict[str, Any]:
-    """Rows (method · variant) × columns (dataset) of `metric` in percent.
+    """Rows (method · variant) × columns (dataset, and the paper's figure where there is one) of
+    `metric` in percent: mean ± sample standard deviation over the seeds found.
 
-    Two files with the same row and dataset get separate rows, labelled with their folder, so no
-    result is silently dropped.
+    One result per seed and cell: a second file with the same row, dataset and seed (or two
+    without a recorded seed) goes to a row of its own, labelled with its folder, so a result is
+    never averaged with a rerun of itself and never silently dropped.
     """
-    cells: dict[str, dict[str, str]] = {}
+    groups: dict[tuple[str, str, str], dict[str, dict[Any, float]]] = {}
     datasets: list[str] = []
     for path, m in entries:
         if metric not in m:
             raise DataError(f"{path}: no {metric!r} in metrics file")
-        row = f"{m['method']} · {m.get('variant', m.get('pseudo_kind', '?'))}"
-        ds = str(m["dataset"])
+        method, variant = str(m["method"]), str(m.get("variant", m.get("pseudo_kind", "?")))
+        ds, seed = str(m["dataset"]), m.get("seed")
         if ds not in datasets:
             datasets.append(ds)
-        if ds in cells.get(row, {}):
-            base, n = f"{row} ({Path(path).parent.name or path})", 1
-            row = base
-            while ds in cells.get(row, {}):
-                n += 1
-                row = f"{base} #{n}"
-        cells.setdefault(row, {})[ds] = _pct(m[metric])
-    return {"metric": metric, "datasets": datasets,
-            "rows": [{"row": r, **{d: c.get(d, "") for d in datasets}} for r, c in cells.items()]}
+        label, n = f"{method} · {variant}", 1
+        base = f"{label} ({Path(path).parent.name or path})"
+        while seed in groups.get((method, variant, label), {}).get(ds, {}):
+            label = base if n == 1 else f"{base} #{n}"
+            n += 1
+        groups.setdefault((method, variant, label), {}).setdefault(ds, {})[seed] = m[metric]
+
+    # the papers report frame-level micro AUC: no paper column beside another metric
+    papers = {d for d in datasets for (meth, var, _) in groups
+              if metric == "auc_micro" and paper_auc(meth, var, d)}
+    columns = [c for d in datasets for c in ([d, f"{d} paper"] if d in papers else [d])]
+    rows, sources = [], []
+    for method, variant, label in sorted(groups, key=lambda k: (*_row_order(k[0], k[1]), k[2])):
+        cells = groups[(method, variant, label)]
+        row: dict[str, Any] = {"row": label, "stats": {}}
+        for d in datasets:
+            found = cells.get(d, {})
+            values = [float(v) for v in found.values() if v is not None]
+            row[d] = _cell(values) if found else ""
+            if found:
+                row["stats"][d] = {"mean": statistics.mean(values) if values else None,
+                                   "std": statistics.stdev(values) if len(values) > 1 else None,
+                                   "n": len(values), "seeds": sorted(found, key=str)}
+            if d in papers:
+                ref = paper_auc(method, variant, d)
+                row[f"{d} paper"] = f"{ref[0]:.2f}" if ref else ""
+                if ref and ref[1] not in sources:
+                    sources.append(ref[1])
+        rows.append(row)
+    return {"metric": metric, "datasets": datasets, "columns": columns, "rows": rows, "sources": sources}
 
 
 def format_table(t: dict[str, Any], markdown: bool = False) -> str:
-    head = ["method · variant", *t["datasets"]]
-    body = [[r["row"], *(r[d] for d in t["datasets"])] for r in t["rows"]]
+    """The table as aligned text or Markdown, then the papers its figures come from."""
+    columns = t.get("columns", t["datasets"])
+    head = ["method · variant", *columns]
+    body = [[r["row"], *(r.get(c, "") for c in columns)] for r in t["rows"]]
+    notes = [f"paper: {s}" for s in t.get("sources", [])]
     if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(t["datasets"])) + "|"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
         lines += ["| " + " | ".join(b) + " |" for b in body]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + ([""] + [f"{n}  " for n in notes] if notes else [])) + "\n"
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
     fmt = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
-    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)]) + "\n"
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body), *notes]) + "\n"

@@ -1,9 +1,10 @@
 """`report`: an AUC table, method × dataset, from evaluate metrics files (like the papers' Table 1).
 
-Each metrics.json names its method, pseudo-anomaly variant and dataset, so a set of evaluations
-(one per variant and dataset, e.g. the Ped2 benchmark's) becomes one table without extra
-bookkeeping. Paths may be globs; glob matches that are not evaluate metrics (e.g. a train
-summary) are skipped, a file named explicitly must be one.
+Each metrics.json names its method, pseudo-anomaly variant, seed and dataset, so a set of
+evaluations (one per variant, seed and dataset, e.g. the Ped2 benchmark's) becomes one table
+without extra bookkeeping: mean ± sample std over the seeds in each cell, the paper's figure
+beside it (`evaluation.report.PAPER_AUC`). Paths may be globs; glob matches that are not
+evaluate metrics (e.g. a train summary) are skipped, a file named explicitly must be one.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def add_arguments(p) -> None:
 
 def main(cfg: Config, args) -> int:
     t = run(cfg, args.paths, args.markdown, args.metric)
-    print(f"{t['metric']} (%) from {len(t['files'])} metrics file(s)")
+    print(f"{t['metric']} (%) from {len(t['files'])} metrics file(s); a cell: mean ± sample std (seeds)")
     print(t["text"], end="")
     if args.markdown:
         print(f"→ {args.markdown}")

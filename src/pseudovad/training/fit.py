@@ -37,13 +37,17 @@ from pseudovad.models.model_file import load_model, model_meta, read_model_file,
 from pseudovad.training import checkpoint
 from pseudovad.training.loop import Callback, fit
 from pseudovad.training.method import Method
-from pseudovad.training.methods import build_method
+from pseudovad.training.methods import build_method, method_class
 
 log = logging.getLogger(__name__)
 
 
 def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDataset | None, str]:
-    """Training clips from the head of each training video, validation clips from its tail."""
+    """Training clips from the head of each training video, validation clips from its tail.
+
+    The training clips carry the footage ahead that the method asks for (`Method.lookahead`:
+    skip-frame pseudo anomalies), taken from the same head only: never from the validation tail.
+    """
     want = {"size": list(cfg.data.size), "channels": cfg.data.channels}
     if store.params != want:
         raise DataError(f"{store.root}: frame store was extracted with {store.params}, params say {want} "
@@ -57,14 +61,31 @@ def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDat
     for e in entries:
         n_val = int(round(e.frames * cfg.train.val_fraction))
         cuts.append(e.frames - n_val if n_val >= g.span and e.frames - n_val >= g.span else e.frames)
+    lookahead = method_class(cfg).lookahead(cfg)
     train = ClipDataset(store, entries, g.clip_len, cfg.data.clip_stride, g.frame_step, vr,
-                        spans=[(0, c) for c in cuts])
+                        spans=[(0, c) for c in cuts], lookahead=lookahead)
+    if lookahead:
+        _check_jumps(cfg, train)
     val_entries = [(e, c) for e, c in zip(entries, cuts) if c < e.frames]
     val = None
     if val_entries:
         val = ClipDataset(store, [e for e, _ in val_entries], g.clip_len, 1, g.frame_step, vr,
                           spans=[(c, e.frames) for e, c in val_entries])
     return train, val, store.fingerprint("training")
+
+
+def _check_jumps(cfg: Config, train: ClipDataset) -> None:
+    """Skip-frame training needs clips that can jump: refuse footage where none can, say how many can."""
+    reach = np.array([train.reach(i) for i in range(len(train))])
+    smallest = min(cfg.pseudo.jumps)
+    steps = cfg.data.clip_len - 1
+    need = steps * smallest + 1
+    if not (reach >= need).any():
+        raise DataError(f"pseudo.jumps: no training clip has the {need} frames a jump of {smallest} needs "
+                        f"(training videos too short for skip-frame pseudo anomalies)")
+    for j in sorted(set(cfg.pseudo.jumps)):
+        log.info("skip-frame: %d of %d training clips can jump %d", int((reach >= steps * j + 1).sum()),
+                 len(reach), j)
 
 
 def image_datasets(cfg: Config) -> tuple[Dataset, Dataset | None, str]:
@@ -180,7 +201,8 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
         model.load_state_dict(best["state"])
     val_psnr = validation_psnr(cfg, model, val_set, device) if val_set is not None else np.zeros(0)
     if val_psnr.size == 0:  # no held-out footage: calibrate on (a sample of) training clips, optimistic
-        sample = torch.utils.data.Subset(train_set, range(0, len(train_set), max(1, len(train_set) // 512)))
+        clips = train_set.with_lookahead(0) if getattr(train_set, "lookahead", 0) else train_set
+        sample = torch.utils.data.Subset(clips, range(0, len(clips), max(1, len(clips) // 512)))
         val_psnr = validation_psnr(cfg, model, sample, device)
         calib = calibrate(val_psnr, "training")
     else:

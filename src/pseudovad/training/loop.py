@@ -146,6 +146,20 @@ def _first(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+def _extras(batch: Any) -> dict[str, torch.Tensor]:
+    """What a dataset built with the method's lookahead adds to each batch: the windows' reach
+    (`Method.train_step`); nothing for plain clip batches."""
+    if isinstance(batch, (list, tuple)) and len(batch) > 3:
+        return {"reach": batch[3]}
+    return {}
+
+
+def epoch_record(sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+    """Per-epoch values of the logged scalars: means over the batches that logged them, and sums
+    for counts (keys starting with `n_`, e.g. clips left out of pseudo batches)."""
+    return {k: sums[k] if k.startswith("n_") else sums[k] / counts[k] for k in sorted(sums)}
+
+
 def _read_history(path: Path, before_epoch: int) -> list[dict]:
     if not path.is_file():
         return []
@@ -194,7 +208,7 @@ def fit(cfg: Config, method: Method, dataset: Dataset, out: Path, callbacks: lis
             x = _first(batch).to(device, non_blocking=True)
             x = x.contiguous(memory_format=runtime.input_format)
             with runtime.precision.autocast(device):
-                rec = method.train_step(x, gen)
+                rec = method.train_step(x, gen, **_extras(batch))
             bad = {k: v for k, v in rec.items() if not math.isfinite(v)}
             if bad:
                 raise TrainingError(
@@ -216,7 +230,7 @@ def fit(cfg: Config, method: Method, dataset: Dataset, out: Path, callbacks: lis
         state["seconds"] += time.perf_counter() - t0
         method.end_epoch(epoch)
         record = {"epoch": epoch, "step": state["step"]}
-        record.update({k: state["sums"][k] / state["counts"][k] for k in sorted(state["sums"])})
+        record.update(epoch_record(state["sums"], state["counts"]))
         record.update(method.lrs())
         record["clips_per_s"] = state["clips"] / state["seconds"] if state["seconds"] > 0 else 0.0
         for cb in callbacks or []:

@@ -1,5 +1,5 @@
 """LTGPA's update rule: F learns to reconstruct the clean clip from normal and pseudo input; G
-learns the largest noise F still reconstructs.
+learns the largest noise F still reconstructs. The comparison rows run through the same rule.
 
 Per batch, with probability p (`pseudo.p`) the batch is pseudo-anomalous:
   F step  min mean‖F(X^N) − X^N‖²  (normal)   or   min mean‖F(X^P) − X^N‖²  (pseudo: clean target)
@@ -12,6 +12,19 @@ Optimisers: Adam for F and G (paper). The paper's lr is constant; `train.lr_sche
 and/or `train.warmup_epochs` put both optimisers on a per-step warm-up + cosine schedule
 (`pseudovad.training.schedule`), for short CPU runs; with neither, no schedule object exists and
 training is exactly the paper's.
+
+X^P by `pseudo.kind`: clip(X^N + ΔX) for `gaussian` / `learned`; LNTRA's skip-frame clip for
+`skip` (`pseudovad.pseudo.skip`, target: the stride-1 clip from the same first frame); LNTRA's
+moving patch for `patch` (`pseudovad.pseudo.patch`, target: the clean clip).
+
+`train.pseudo_loss: maximize` replaces the pseudo F step by STEAL's (Astrid et al. 2021,
+"Synthetic temporal anomaly guided end-to-end video anomaly detection"):
+  F step  min −mean‖F(X^P) − X^P‖²   (F is pushed to reconstruct the pseudo input badly)
+as the released STEAL code does (the per-clip MSE to the pseudo input itself, negated). The loss
+is bounded because the reconstruction is: F ends in tanh (image variant: sigmoid), so with X^P
+in the same range every squared error is at most (hi − lo)² (4 for [-1, 1]) and the pseudo loss
+lies in [−4, 0]; nothing else is clipped (STEAL's code clips nothing either). `max_error` is that
+bound; the logged `pseudo_error` is the mean squared error being maximised.
 """
 from __future__ import annotations
 
@@ -20,9 +33,17 @@ import torch.nn.functional as Fn
 
 from pseudovad.config import Config, lr_schedule
 from pseudovad.models import build_generator, build_model, value_range
-from pseudovad.pseudo.noise import NoiseMaker, build_noise
+from pseudovad.pseudo.noise import RANGES, NoiseMaker, build_noise
+from pseudovad.pseudo.patch import PatchMaker
+from pseudovad.pseudo.skip import SkipFrames, window_len
 from pseudovad.training.method import Method
 from pseudovad.training.schedule import WarmupCosine
+
+
+def max_error(value_range: str) -> float:
+    """The largest mean squared error between two clips in `value_range`: (hi − lo)²."""
+    lo, hi = RANGES[value_range]
+    return (hi - lo) ** 2
 
 
 class LTGPAMethod(Method):
@@ -36,7 +57,17 @@ class LTGPAMethod(Method):
         self.p = cfg.pseudo.p if self.kind != "none" else 0.0
         self.lam = cfg.pseudo.lam
         self.G = build_generator(cfg).to(device) if self.kind == "learned" else None
-        self.noise: NoiseMaker | None = build_noise(self.kind, self.value_range, cfg.pseudo.sigma, self.G)
+        self.clip_len = cfg.data.clip_len
+        self.maximize = cfg.train.pseudo_loss == "maximize"
+        self.skip = SkipFrames(cfg.data.clip_len, cfg.pseudo.jumps) if self.kind == "skip" else None
+        if self.kind == "patch":
+            ps = cfg.pseudo
+            self.noise: NoiseMaker | PatchMaker | None = PatchMaker(self.value_range, ps.patch_max_size,
+                                                                    ps.patch_max_move, ps.patch_source)
+        elif self.kind == "skip":
+            self.noise = None
+        else:
+            self.noise = build_noise(self.kind, self.value_range, cfg.pseudo.sigma, self.G)
         # fused: one kernel per parameter instead of a dozen elementwise ops (the same Adam update;
         # on a 2-core CPU the small ops' thread synchronisation cost a few % of a bf16 step)
         self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg.train.lr, fused=True)
@@ -56,6 +87,13 @@ class LTGPAMethod(Method):
         if self.noise is not None and self.G_run is not None:
             self.noise.G = self.G_run
 
+    @classmethod
+    def lookahead(cls, cfg: Config) -> int:
+        """Skip-frame clips need the footage the largest jump reaches; other kinds need none."""
+        if cfg.pseudo.kind != "skip":
+            return 0
+        return window_len(cfg.data.clip_len, cfg.pseudo.jumps) - cfg.data.clip_len
+
     def modules(self):
         return {"F": self.F, **({"G": self.G} if self.G is not None else {})}
 
@@ -70,14 +108,26 @@ class LTGPAMethod(Method):
 
     def is_pseudo(self, gen: torch.Generator) -> bool:
         """Bernoulli(p) per batch; p = 0 (or kind none) never builds a pseudo batch."""
-        return self.noise is not None and self.p > 0 and bool(torch.rand((), generator=gen) < self.p)
+        makes = self.noise is not None or self.skip is not None
+        return makes and self.p > 0 and bool(torch.rand((), generator=gen) < self.p)
 
     def f_step(self, x: torch.Tensor, x_in: torch.Tensor, pseudo: bool) -> float:
-        loss = Fn.mse_loss(self.F_run(x_in).float(), x.float())  # target: the clean clip, always
+        """F's update; returns its loss. Target: the clean clip `x`, or with `maximize` on a
+        pseudo batch the pseudo input itself, whose reconstruction error is pushed up."""
+        if pseudo and self.maximize:
+            loss = -Fn.mse_loss(self.F_run(x_in).float(), x_in.float())
+        else:
+            loss = Fn.mse_loss(self.F_run(x_in).float(), x.float())
         self.opt_f.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_f.step()
         return float(loss.detach())
+
+    def pseudo_record(self, loss: float) -> dict[str, float]:
+        rec = {"loss_f_pseudo": loss}
+        if self.maximize:
+            rec["pseudo_error"] = -loss
+        return rec
 
     def g_step(self, x_p: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
         """G's update on the pseudo clip G made; F is frozen (parameters and BN statistics)."""
@@ -99,26 +149,49 @@ class LTGPAMethod(Method):
                     b.copy_(buffers[k])
         return float(loss.detach()), float(rec_loss.detach())
 
-    def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+    def train_step(self, clip: torch.Tensor, gen: torch.Generator, reach: torch.Tensor | None = None
+                   ) -> dict[str, float]:
         # every loop step advances both schedules (G's too, on normal batches: one clock)
         for s in self.scheds.values():
             s.apply(self.steps_per_epoch)
             s.step_count += 1
-        return self._step(clip, gen)
+        return self._step(clip, gen, reach)
 
     def end_epoch(self, epoch: int) -> None:
         for s in self.scheds.values():
             s.epoch = epoch + 1
 
-    def _step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+    def _step(self, clip: torch.Tensor, gen: torch.Generator, reach: torch.Tensor | None = None
+              ) -> dict[str, float]:
+        window = clip
+        if self.skip is not None:
+            if reach is None:
+                raise ValueError("skip-frame pseudo anomalies need windows with their reach "
+                                 "(a dataset built with the method's lookahead)")
+            clip = self.skip.normal(window)
         if not self.is_pseudo(gen):
             return {"loss_f_normal": self.f_step(clip, clip, False)}
+        if self.skip is not None:
+            return self.skip_step(window, reach, gen)
         learned = self.G is not None
         with torch.set_grad_enabled(learned):  # G's graph is kept for its own step
             x_p, delta = self.noise.make(clip, gen)
-        rec = {"loss_f_pseudo": self.f_step(clip, x_p.detach(), True),
+        rec = {**self.pseudo_record(self.f_step(clip, x_p.detach(), True)),
                "noise_norm": float(delta.detach().float().pow(2).mean()),
                "noise_abs": float(delta.detach().float().abs().mean())}
         if learned:
             rec["loss_g"], rec["loss_g_rec"] = self.g_step(x_p, delta)
         return rec
+
+    def skip_step(self, window: torch.Tensor, reach: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        """A pseudo batch of skip-frame clips: the clips whose drawn jump fits their footage.
+
+        The others are left out and counted (`n_skip_dropped`); when none fits, the batch is
+        trained as a normal one (so no step is lost at the end of short videos)."""
+        x_in, target, kept, jumps = self.skip.make(window, reach, gen)
+        dropped = float((~kept).sum())
+        if x_in is None:
+            clip = self.skip.normal(window)
+            return {"loss_f_normal": self.f_step(clip, clip, False), "n_skip_dropped": dropped}
+        return {**self.pseudo_record(self.f_step(target, x_in, True)), "n_skip_dropped": dropped,
+                "skip_jump": float(jumps[kept].float().mean())}

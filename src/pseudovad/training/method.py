@@ -39,12 +39,25 @@ class Method:
         return {}
 
     # training ----------------------------------------------------------------------------------
-    def train_step(self, clip: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+    @classmethod
+    def lookahead(cls, cfg: Config) -> int:
+        """Frames (at the clip's frame step) each training item must carry beyond its clip.
+
+        0 for most methods. A method that needs more footage than the clip (LTGPA's skip-frame
+        pseudo anomalies) gets items of clip_len + lookahead frames and, per item, how many of
+        them are real footage (`train_step`'s `reach`); the clip is the head of the window.
+        """
+        return 0
+
+    def train_step(self, clip: torch.Tensor, gen: torch.Generator, reach: torch.Tensor | None = None
+                   ) -> dict[str, float]:
         """One update on a batch (B, C, L, H, W) already on the device, in the model's value range.
 
         `gen` is the loop's seeded CPU generator: every random draw of the method (pseudo batch
-        or not, noise, masks) comes from it, so a resumed run draws the same numbers. Returns
-        scalars to log, as Python floats; the loop stops training if any is not finite.
+        or not, noise, masks) comes from it, so a resumed run draws the same numbers. With a
+        `lookahead`, `clip` is the longer window and `reach` (B,) the number of its frames that
+        are footage. Returns scalars to log, as Python floats; the loop stops training if any is
+        not finite. Keys starting with `n_` are counts: the epoch record holds their sum.
         """
         raise NotImplementedError
 

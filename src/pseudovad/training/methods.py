@@ -16,6 +16,11 @@ from pseudovad.training.method import Method
 METHODS: dict[str, type[Method]] = {"ltgpa": LTGPAMethod, "mae_nct": MAENCTMethod}
 
 
+def method_class(cfg: Config) -> type[Method]:
+    """The class serving `model.method` (e.g. to ask its `lookahead` before building it)."""
+    return METHODS[cfg.model.method]
+
+
 def build_method(cfg: Config, device: torch.device) -> Method:
     """The configured method with its models and optimisers on `device`."""
-    return METHODS[cfg.model.method](cfg, device)
+    return method_class(cfg)(cfg, device)

@@ -9,6 +9,7 @@ A space maps dotted params keys to specs:
         train.batch_size: {type: randint, low: 2, high: 8}        # both ends included
         pseudo.kind: {type: choice, values: [gaussian, learned]}
         train.lr:   {type: grid, values: [1.0e-4, 3.0e-4]}          # every value, in order
+        pseudo.jumps: {type: choice, values: [[2, 3, 4, 5], [2, 3], [4, 5]]}   # a list-valued key: a choice of lists
 
 Keys are checked against the config here, before Ray starts, so a typo fails in a second with the
 key's name. Values drawn from a choice or grid are validated inside each trial, like any params
@@ -27,6 +28,7 @@ from pseudovad.config import Config
 from pseudovad.errors import ConfigError
 
 TYPES = ("loguniform", "uniform", "randint", "choice", "grid")
+JUMPS_PAPER = (2, 3, 4, 5)   # LNTRA's and STEAL's skip-frame jumps
 # set by the search itself for every trial, or not a hyper-parameter of training at all
 RESERVED = ("tune.", "train.epochs", "train.out", "tracking.", "registry.", "score.", "ingest.", "storage.",
             "synthetic.")
@@ -51,7 +53,9 @@ class Dim:
 def default_space(cfg: Config) -> dict[str, dict[str, Any]]:
     """The papers' hand-picked knobs, around their published values.
 
-    LTGPA: λ (learned noise only), p (unless baseline), σ (Gaussian noise only), lr.
+    LTGPA: λ (learned noise only), p (unless baseline), σ (Gaussian noise only), the jumps
+    (skip frames only), the patch's largest size and motion (patches only), lr. With STEAL's
+    `maximize` loss p is searched on a log scale below 0.5 (STEAL draws 1% of its clips).
     MAE-NCT: mask ratio, λ_cst, lr.
     """
     lr = {"type": "loguniform", "low": 1e-5, "high": 3e-3}
@@ -64,9 +68,15 @@ def default_space(cfg: Config) -> dict[str, dict[str, Any]]:
     if kind == "learned":
         space["pseudo.lam"] = {"type": "loguniform", "low": 0.01, "high": 1.0}
     if kind != "none":
-        space["pseudo.p"] = {"type": "uniform", "low": 0.1, "high": 0.9}
+        space["pseudo.p"] = ({"type": "loguniform", "low": 0.005, "high": 0.5}
+                             if cfg.train.pseudo_loss == "maximize" else {"type": "uniform", "low": 0.1, "high": 0.9})
     if kind == "gaussian":
         space["pseudo.sigma"] = {"type": "loguniform", "low": 0.05, "high": 1.0}
+    if kind == "skip":
+        space["pseudo.jumps"] = {"type": "choice", "values": [list(JUMPS_PAPER), [2, 3], [3, 4, 5], [4, 5, 6, 7]]}
+    if kind == "patch":
+        space["pseudo.patch_max_size"] = {"type": "uniform", "low": 0.1, "high": 0.8}
+        space["pseudo.patch_max_move"] = {"type": "randint", "low": 0, "high": 20}
     space["train.lr"] = lr
     return space
 
@@ -159,6 +169,11 @@ def parse_space(cfg: Config) -> dict[str, Dim]:
         if grid:
             raise ConfigError(f"tune.space.{grid[0]}: type grid works with tune.search random or grid, "
                               f"not {search} (use choice)")
+        if search == "optuna":   # Optuna's categorical distribution takes None, bool, int, float, str only
+            lists = [d.key for d in dims.values() if any(isinstance(v, (list, tuple, dict)) for v in d.values)]
+            if lists:
+                raise ConfigError(f"tune.space.{lists[0]}: a choice of lists works with tune.search random, grid "
+                                  f"or hyperopt, not optuna (its choices must be single values)")
     return dims
 
 
