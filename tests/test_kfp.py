@@ -25,9 +25,12 @@ from pipelines.training import training_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# the comparison rows' settings (LNTRA skip frames / patches, STEAL's loss), the same in both pipelines
+LNTRA_DEFAULTS = {"jumps": [2, 3, 4, 5], "patch_max_size": 0.5, "patch_max_move": 10, "patch_source": "",
+                  "pseudo_loss": "reconstruct_normal"}
 TRAINING_DEFAULTS = {
     "dataset_uri": "", "repo_url": "", "revision": "", "dvc_remote": "", "s3_secret": "pseudovad-s3",
-    "git_secret": "pseudovad-git", "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75,
+    "git_secret": "pseudovad-git", "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, **LNTRA_DEFAULTS,
     "epochs": 60, "run_tune": False, "tune_samples": 8, "tune_gpus_per_trial": 1.0, "min_delta": 0.0, "model_name": "", "params": "",
     "overrides": [], "accelerator_type": "nvidia.com/gpu", "gpu_limit": 1, "gpu_node_selector": {},
     "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -38,7 +41,7 @@ RETRAINING_DEFAULTS = {
     "store_dir": "/mnt/pseudovad-data/store", "quarantine_dir": "/mnt/pseudovad-data/quarantine",
     "data_pvc": "pseudovad-data", "s3_secret": "pseudovad-s3", "warm_start": True, "repo_url": "", "revision": "",
     "dvc_remote": "", "git_secret": "pseudovad-git", "method": "ltgpa",
-    "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, "epochs": 20,
+    "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, **LNTRA_DEFAULTS, "epochs": 20,
     "min_delta": 0.0, "model_name": "", "params": "", "overrides": [], "accelerator_type": "nvidia.com/gpu",
     "gpu_limit": 1, "gpu_node_selector": {}, "gpu_tolerations": TRAINING_DEFAULTS["gpu_tolerations"],
     "checkpoint_dir": "/mnt/pseudovad-data/checkpoints", "mlflow_secret": "pseudovad-mlflow",
