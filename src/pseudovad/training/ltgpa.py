@@ -57,17 +57,15 @@ class LTGPAMethod(Method):
         self.p = cfg.pseudo.p if self.kind != "none" else 0.0
         self.lam = cfg.pseudo.lam
         self.G = build_generator(cfg).to(device) if self.kind == "learned" else None
-        self.clip_len = cfg.data.clip_len
         self.maximize = cfg.train.pseudo_loss == "maximize"
-        self.skip = SkipFrames(cfg.data.clip_len, cfg.pseudo.jumps) if self.kind == "skip" else None
+        ps = cfg.pseudo
+        # skip frames need the window beyond the clip (`skip_step`); every other kind makes X^P from X^N
+        self.skip = SkipFrames(cfg.data.clip_len, ps.jumps) if self.kind == "skip" else None
+        self.noise: NoiseMaker | PatchMaker | None = None
         if self.kind == "patch":
-            ps = cfg.pseudo
-            self.noise: NoiseMaker | PatchMaker | None = PatchMaker(self.value_range, ps.patch_max_size,
-                                                                    ps.patch_max_move, ps.patch_source)
-        elif self.kind == "skip":
-            self.noise = None
-        else:
-            self.noise = build_noise(self.kind, self.value_range, cfg.pseudo.sigma, self.G)
+            self.noise = PatchMaker(self.value_range, ps.patch_max_size, ps.patch_max_move, ps.patch_source)
+        elif self.kind != "skip":
+            self.noise = build_noise(self.kind, self.value_range, ps.sigma, self.G)
         # fused: one kernel per parameter instead of a dozen elementwise ops (the same Adam update;
         # on a 2-core CPU the small ops' thread synchronisation cost a few % of a bf16 step)
         self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg.train.lr, fused=True)
@@ -172,7 +170,7 @@ class LTGPAMethod(Method):
         if not self.is_pseudo(gen):
             return {"loss_f_normal": self.f_step(clip, clip, False)}
         if self.skip is not None:
-            return self.skip_step(window, reach, gen)
+            return self.skip_step(window, clip, reach, gen)
         learned = self.G is not None
         with torch.set_grad_enabled(learned):  # G's graph is kept for its own step
             x_p, delta = self.noise.make(clip, gen)
@@ -183,15 +181,16 @@ class LTGPAMethod(Method):
             rec["loss_g"], rec["loss_g_rec"] = self.g_step(x_p, delta)
         return rec
 
-    def skip_step(self, window: torch.Tensor, reach: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
-        """A pseudo batch of skip-frame clips: the clips whose drawn jump fits their footage.
+    def skip_step(self, window: torch.Tensor, clip: torch.Tensor, reach: torch.Tensor, gen: torch.Generator
+                  ) -> dict[str, float]:
+        """A pseudo batch of skip-frame clips: the clips whose drawn jump fits their footage
+        (`clip`: the windows' stride-1 clips).
 
         The others are left out and counted (`n_skip_dropped`); when none fits, the batch is
         trained as a normal one (so no step is lost at the end of short videos)."""
         x_in, target, kept, jumps = self.skip.make(window, reach, gen)
         dropped = float((~kept).sum())
         if x_in is None:
-            clip = self.skip.normal(window)
             return {"loss_f_normal": self.f_step(clip, clip, False), "n_skip_dropped": dropped}
         return {**self.pseudo_record(self.f_step(target, x_in, True)), "n_skip_dropped": dropped,
                 "skip_jump": float(jumps[kept].float().mean())}
