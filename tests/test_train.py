@@ -302,9 +302,11 @@ def test_batch_gather_equals_collated_clips(tiny_store):
         cfg = config_mod.with_values(_tiny_train_cfg(tiny_store), {"data.frame_step": step})
         ds, _, _ = video_datasets(cfg, FrameStore(cfg.data.store))
         idx = [5, 0, len(ds) - 1, 3]
-        got = ds.batch(idx)
-        want = default_collate([ds[i] for i in idx])
-        assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
+        for d in (ds, ds.with_lookahead(4)):   # with a lookahead (skip frames): windows and reaches
+            got = d.batch(idx)
+            want = default_collate([d[i] for i in idx])
+            assert len(got) == len(want) == (4 if d.lookahead else 3)
+            assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want, strict=True))
 
 
 def test_loader_workers_do_not_change_the_run(tiny_store):

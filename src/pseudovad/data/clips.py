@@ -108,20 +108,28 @@ class ClipDataset(Dataset):
         frames = arr[self.geometry.window(s)]
         return to_tensor(frames, self.value_range), vi, s
 
-    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Items `indices` already collated: (clips (B, C, L, H, W), video indices, start frames).
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        """Items `indices` already collated: (clips (B, C, L, H, W), video indices, start frames),
+        and with a lookahead (windows, video indices, start frames, reaches).
 
         The training loader's fetch (training.loop): the uint8 frames of all clips are gathered
         into one array and converted to float once, instead of one float tensor per clip and a
         stacked copy of them all. Same values as collating `self[i]` for i in `indices`.
         """
-        rows = self.index[np.asarray(indices, dtype=np.int64)]
-        u8 = np.stack([self._array(int(vi))[self.geometry.window(int(s))] for vi, s in rows])
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = self.index[idx]
+        if self.lookahead:
+            u8 = np.stack([self._window(int(vi), int(s)) for vi, s in rows])
+        else:
+            u8 = np.stack([self._array(int(vi))[self.geometry.window(int(s))] for vi, s in rows])
         x = torch.from_numpy(u8)
         if x.ndim == 4:
             x = x.unsqueeze(-1)
         clips = _scale(x.permute(0, 4, 1, 2, 3), self.value_range)
-        return clips, torch.from_numpy(rows[:, 0].copy()), torch.from_numpy(rows[:, 1].copy())
+        out = (clips, torch.from_numpy(rows[:, 0].copy()), torch.from_numpy(rows[:, 1].copy()))
+        if self.lookahead:
+            out += (torch.tensor([self.reach(int(i)) for i in idx]),)
+        return out
 
     def __getstate__(self):
         state = self.__dict__.copy()
