@@ -197,6 +197,7 @@ def main() -> int:
     if "auc_region" in sample:
         extra_cols.append(("region all 12 %", lambda x: x["auc_region"]["all"]))
         extra_cols.append(("region held-out %", lambda x: x["auc_region"]["held_out"]))
+        extra_cols.append(("region val %", lambda x: x["auc_region"]["val"]))
     if "pixel_auc" in sample["metrics"]:
         extra_cols.append(("pixel AUC %", lambda x: 100 * x["metrics"]["pixel_auc"]))
     if "auc_micro_ci_low" in sample["metrics"]:
@@ -209,12 +210,17 @@ def main() -> int:
         for s, x in zip(seeds, per):
             row_entry["per_seed"][str(s)] = {"all": x["auc"]["all"], "held_out": x["auc"]["held_out"],
                                             "val": x["auc"]["val"], "train_min": x["train_min"], "load": x["load"],
-                                            "steps": x["steps"], "metrics": x["metrics"],
+                                            "steps": x["steps"], "eval_min": x["eval_min"], "metrics": x["metrics"],
+                                            "video_auc": x.get("video_auc"),
                                             **({"region": x["auc_region"]} if "auc_region" in x else {})}
         for k in ("all", "held_out", "val"):
             m, sd = mean_std([x["auc"][k] for x in per])
             row_entry[f"{k}_mean"], row_entry[f"{k}_std"] = round(m, 2), round(sd, 2)
         row_entry["train_min_mean"] = round(statistics.fmean(x["train_min"] for x in per), 1)
+        if "auc_region" in per[0]:
+            for k in ("all", "held_out", "val"):
+                m, sd = mean_std([x["auc_region"][k] for x in per])
+                row_entry[f"region_{k}_mean"], row_entry[f"region_{k}_std"] = round(m, 2), round(sd, 2)
         entry["rows"][r] = row_entry
         macro = [100 * x["metrics"]["auc_macro"] for x in per if x["metrics"].get("auc_macro") is not None]
         cells = [r, table[r][0], str(per[0]["steps"]),
@@ -230,6 +236,14 @@ def main() -> int:
                 cells.append(fmt([f(x) for x in per]))
         md_rows.append(cells)
     md = _ped2.md_table(head, md_rows, left=2)
+    videos = sorted({v for r in rows for s in seeds for v in (results[r][s].get("video_auc") or {})})
+    defined = [v for v in videos if all(results[r][s]["video_auc"].get(v) is not None for r in rows for s in seeds)]
+    if defined:   # where a row wins or loses: per-video AUC (single-class videos have none)
+        vrows = [[r, table[r][0]] + [fmt([100 * results[r][s]["video_auc"][v] for s in seeds]) for v in defined]
+                 for r in rows]
+        md += "\n\nPer-video AUC % (mean ± std over seeds; videos with both classes):\n\n" + _ped2.md_table(
+            ["row", "pseudo anomalies", *defined], vrows, left=2)
+    entry["compute_min"] = round(sum(x["train_min"] + x["eval_min"] for r in rows for x in results[r].values()), 1)
     print()
     print(md)
     res_path = _ped2.REPO / "benchmarks" / "results" / f"{a.name}.json"
@@ -243,7 +257,7 @@ def main() -> int:
             f"{_ped2.environment()}. Params `{a.params}`{_ped2.overrides(a.set)}; "
             f"{'train.max_steps = ' + str(a.steps) if a.steps else 'steps from the params file'}; seeds "
             f"{', '.join(map(str, seeds))}; {a.jobs} single-thread runs at once; machine load during the runs "
-            f"{min(loads):.1f}–{max(loads):.1f} (2 cores). Recipes chosen on val videos {a.val_videos.replace(',', ', ')}; "
+            f"{min(loads):.1f}–{max(loads):.1f} (2 cores); {entry['compute_min']} run-minutes (train + evaluate) in all. Recipes chosen on val videos {a.val_videos.replace(',', ', ')}; "
             "held-out = the other nine; all 12 = the papers' protocol. Mean ± std over seeds. "
             f"Machine-readable: `benchmarks/results/{a.name}.json`. {a.note}", "", md, ""]
     _ped2.append(_ped2.REPO / "benchmarks" / "RESULTS.md", text)
