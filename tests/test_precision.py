@@ -72,11 +72,13 @@ def test_amp_off_and_bf16_are_obeyed_whatever_the_device(monkeypatch):
 
 @pytest.mark.parametrize("yaml_value, want", [("false", "off"), ("off", "off"), ("no", "off"), ("true", "bf16"),
                                               ("on", "bf16"), ("auto", "auto"), ("bf16", "bf16")])
-def test_old_boolean_amp_values_still_validate(tmp_path, yaml_value, want):
+@pytest.mark.parametrize("section", ["train", "inference"])
+def test_old_boolean_amp_values_still_validate(tmp_path, yaml_value, want, section):
+    # YAML 1.1 reads an unquoted off/on/no as a boolean: `-p inference.amp=off` must still mean off
     p = tmp_path / "params.yaml"
-    p.write_text(f"train:\n  amp: {yaml_value}\n")
-    assert config_mod.load(p).train.amp == want
-    assert config_mod.load(None, [f"train.amp={yaml_value}"]).train.amp == want
+    p.write_text(f"{section}:\n  amp: {yaml_value}\n")
+    assert getattr(config_mod.load(p), section).amp == want
+    assert getattr(config_mod.load(None, [f"{section}.amp={yaml_value}"]), section).amp == want
 
 
 @pytest.mark.parametrize("override, key", [("train.amp=fp16", "train.amp"), ("train.amp=1", "train.amp"),

@@ -281,8 +281,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
-# Keys that used to be booleans: the old YAML values keep their meaning.
-_LEGACY_BOOLS = {"train.amp": {False: "off", True: "bf16"}}
+# Keys that used to be booleans: the old YAML values keep their meaning. YAML 1.1 also reads an
+# unquoted `off` / `on` as a boolean, so `-p inference.amp=off` arrives as False.
+_LEGACY_BOOLS = {"train.amp": {False: "off", True: "bf16"}, "inference.amp": {False: "off", True: "bf16"}}
 
 
 def _coerce(key: str, tp: Any, value: Any) -> Any:
