@@ -1,5 +1,5 @@
 """KFP component: `evaluate` — model + frame store → AUCs (Metrics), ROC (ClassificationMetrics),
-the evaluation folder (metrics.json, scores.csv, roc.csv, plots/) and a Markdown report."""
+the evaluation folder (metrics.json, provenance.json, scores.csv, roc.csv, plots/) and a Markdown report."""
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 

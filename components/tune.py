@@ -1,5 +1,5 @@
 """KFP component: `tune` — frame store → best values (Artifact: best_params.yaml, results.csv,
-metrics.json with best_config) + search metrics."""
+metrics.json + provenance.json with best_config) + search metrics."""
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 

@@ -12,9 +12,11 @@ from torch import nn
 
 from pseudovad.cli import main as cli_main
 from pseudovad.data.store import FrameStore
+from pseudovad import results
 from pseudovad.data.versioning import evaluation_version
 from pseudovad.errors import DataError
 from pseudovad.evaluation import metrics, normalize, psnr, streaming
+from pseudovad.files import sha256_file
 from pseudovad.models import build_model
 from pseudovad.models.model_file import model_meta, save_model
 from pseudovad.stages import evaluate, extract, report, synthesize
@@ -164,11 +166,19 @@ def evaluated(tmp_path_factory):
 def test_evaluate_end_to_end_outputs(evaluated):
     cfg, tmp, result = evaluated
     out = tmp / "eval"
-    m = json.loads((out / "metrics.json").read_text())
+    m = results.read(out)
     for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "anomalous_frames", "videos",
               "macro_videos", "fingerprint", "model", "method", "pseudo_kind", "variant", "dataset"):
         assert k in m, k
     assert m == json.loads(json.dumps(result))
+    # metrics.json holds numbers only (a DVC metric); the texts are provenance.json, with the
+    # sha256 of the model file that was scored (what the promotion gate checks)
+    numbers = json.loads((out / "metrics.json").read_text())
+    assert numbers["video_auc"].keys() == {"01", "02"} and all(results.is_metric(v) for v in numbers.values())
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["model_sha256"] == sha256_file(tmp / "train" / "model.pt") and prov["video_ids"] == ["01", "02"]
+    assert {"fingerprint", "method", "psnr", "pseudovad_version", "git_commit"} <= prov.keys()
+    assert not prov.keys() & numbers.keys()
     store = FrameStore(cfg.data.store)
     tests = store.videos("testing")
     assert m["frames"] == sum(e.frames for e in tests) and m["videos"] == len(tests)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from components import image
+from pseudovad import results
 from pipelines import cli, tasks
 from pipelines.retraining import retraining_pipeline
 from pipelines.training import training_pipeline
@@ -297,7 +298,7 @@ def test_train_component_settings_precedence_and_tuned_values(tmp_path):
     assert meta["config"]["train"]["lr"] == 0.003       # overrides beat everything
     assert meta["config"]["data"]["size"] == [32, 32]   # params beat the defaults
     assert metrics.metadata["steps"] == 2 and model.metadata["method"] == "ltgpa"
-    assert (Path(history.path) / "history.jsonl").is_file()
+    assert (Path(history.path) / "history.json").is_file() and (Path(history.path) / "provenance.json").is_file()
     assert not (tmp_path / "ckpt" / "run-7" / "train").exists()
 
 
@@ -726,7 +727,7 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     assert (used["pseudo"]["lam"], used["pseudo"]["p"], used["train"]["lr"]) == \
         pytest.approx((tuned["pseudo.lam"], tuned["pseudo.p"], tuned["train.lr"]))
     metrics = _artifact(run, "evaluate", "metrics")["metadata"]
-    evaluation = json.loads((run / "evaluate" / "evaluation" / "metrics.json").read_text())
+    evaluation = results.read(run / "evaluate" / "evaluation")
     assert metrics["auc_micro"] == pytest.approx(evaluation["auc_micro"]) and 0.0 <= metrics["auc_micro"] <= 1.0
     assert metrics["frames"] == 80
     roc = _artifact(run, "evaluate", "roc")["metadata"]["confidenceMetrics"]

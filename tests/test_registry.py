@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pseudovad import config as config_mod
-from pseudovad import registry, tracking
+from pseudovad import registry, results, tracking
 from pseudovad.cli import main as cli_main
 from pseudovad.data.synthetic import render_video, write_video
 from pseudovad.data.versioning import dvc_hash
@@ -139,12 +139,12 @@ def test_train_and_evaluate_runs_are_tracked(world):
     r = runs[0]
     assert r.info.status == "FINISHED"
     assert r.data.params["pseudo.kind"] == cfg.pseudo.kind and r.data.params["train.epochs"] == "2"
-    assert r.data.tags["data.fingerprint"] == json.loads((Path(cfg.train.out) / "metrics.json").read_text())["fingerprint"]
+    assert r.data.tags["data.fingerprint"] == results.read(cfg.train.out)["fingerprint"]
     assert r.data.tags.get("git.commit")
     history = c.get_metric_history(r.info.run_id, "loss_f_normal")
     assert [h.step for h in history] == [1, 2]
     assert len(c.get_metric_history(r.info.run_id, "noise_norm")) == 2
-    assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"metrics.json", "history.jsonl"}
+    assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"metrics.json", "provenance.json", "history.json"}
     logged = [m for m in c.search_logged_models([exp.experiment_id]) if m.source_run_id == r.info.run_id]
     assert len(logged) == 1 and logged[0].tags["model_sha256"] == sha256_file(world["trained"]["model"])
 
@@ -152,7 +152,7 @@ def test_train_and_evaluate_runs_are_tracked(world):
     assert len(ev) == 3 and all(r.info.status == "FINISHED" for r in ev)
     mine = [r for r in ev if r.data.tags["model"] == str(world["trained"]["model"])]
     assert len(mine) == 1
-    metrics = json.loads(world["trained"]["metrics"].read_text())
+    metrics = results.read(world["trained"]["metrics"])
     assert mine[0].data.metrics["auc_micro"] == pytest.approx(metrics["auc_micro"])
     assert mine[0].data.tags["data.fingerprint"] == metrics["fingerprint"]
     arts = {a.path for a in c.list_artifacts(mine[0].info.run_id, "plots")}
@@ -208,6 +208,64 @@ def test_register_gate_against_a_real_server(world, tmp_path):
     assert v2.tags["gate.decision"] == "forced" and v2.tags["gate.forced_by"] == d5["forced_by"]
     assert c.get_registered_model(NAME).aliases["champion"] == "2"
     assert len(c.search_model_versions(f"name = '{NAME}'")) == 4          # nothing deleted, nothing duplicated
+
+
+def test_version_page_decides(world):
+    """What a reviewer sees on a version page: the decision and Δ against the champion it was compared
+    with, the numbers on the version's logged model, a link to the evaluate run (and its ROC) that
+    resolves, the test set as a dataset input; the runs of one pipeline run share one parent."""
+    import re
+    import urllib.request
+
+    c = _client(world["uri"])
+    best, worst = world["best"], world["worst"]
+    v2 = c.get_model_version(NAME, "2")                       # forced over champion v4 (best)
+    assert v2.description.startswith("**Gate: forced.** forced by ")
+    assert f"Δ auc_micro vs champion v4: **{worst['auc'] - best['auc']:+.4f}**" in v2.description
+    assert c.get_model_version(NAME, "4").description.startswith("**Gate: promoted.** promoted: auc_micro")
+    assert f"`{results.read(worst['metrics'])['fingerprint'][:16]}`" in v2.description
+    assert "pseudo.lam=" in v2.description and "**Method**: ltgpa" in v2.description
+    v1 = c.get_model_version(NAME, "1")
+    assert v1.description.startswith("**Gate: promoted.**") and "no champion before this version" in v1.description
+
+    # the numbers on the version's logged model (MLflow 3: the version page's metrics)
+    # (the OSS registry keeps the logged model as the version's source, models:/<model_id>)
+    model_id = v2.model_id or v2.source.removeprefix("models:/")
+    logged = {m.key: m for m in c.get_logged_model(model_id).metrics}
+    assert logged["auc_micro"].value == pytest.approx(worst["auc"])
+    assert logged["eer"].value == pytest.approx(results.read(worst["metrics"])["eer"])
+
+    # the link to the evaluate run resolves: the run evaluated this very file; its ROC downloads
+    exp_id, run_id = re.search(r"\]\(#/experiments/(\d+)/runs/([0-9a-f]+)\)", v2.description).groups()
+    ev = c.get_run(run_id)
+    assert ev.info.experiment_id == exp_id and ev.data.tags["pseudovad.stage"] == "evaluate"
+    assert ev.data.tags["model_sha256"] == sha256_file(worst["model"]) == v2.tags["model_sha256"]
+    roc = re.search(rf"\(#/experiments/{exp_id}/runs/{run_id}/artifacts/(plots/roc\.png)\)", v2.description).group(1)
+    with urllib.request.urlopen(f"{world['uri']}/get-artifact?path={roc}&run_uuid={run_id}", timeout=30) as r:
+        assert r.status == 200 and r.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # the test set is a dataset input of the evaluate run, with its fingerprint (and the git commit)
+    fp = results.read(worst["metrics"])["fingerprint"]
+    inputs = ev.inputs.dataset_inputs
+    assert [i.dataset.digest for i in inputs] == [fp[:16]]
+    assert json.loads(inputs[0].dataset.profile)["fingerprint"] == fp
+    assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "testing"
+
+    # one pipeline run, one parent: evaluate and register of this model file are its children
+    reg = c.get_run(v2.tags["register_run_id"])
+    parent = ev.data.tags["mlflow.parentRunId"]
+    assert reg.data.tags["mlflow.parentRunId"] == parent
+    p = c.get_run(parent)
+    assert p.data.tags["pseudovad.stage"] == "pipeline" and p.info.run_name == "ltgpa-learned-λ0.1-p0.5"
+    assert p.info.status == "FINISHED" and reg.info.run_name == "register-ltgpa-learned-λ0.1-p0.5"
+    # train (tracked for model "a") and its evaluation share theirs too
+    exp = c.get_experiment_by_name(world["trained"]["cfg"].experiment_name)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"     # the UI opens on runs
+    tr = c.search_runs([exp.experiment_id], "tags.`pseudovad.stage` = 'train'")[0]
+    ev_a = c.search_runs([exp.experiment_id], "tags.`pseudovad.stage` = 'evaluate' and "
+                         f"tags.model_sha256 = '{sha256_file(world['trained']['model'])}'")[0]
+    assert tr.data.tags["mlflow.parentRunId"] == ev_a.data.tags["mlflow.parentRunId"]
+    assert [i.dataset.digest for i in tr.inputs.dataset_inputs] == [results.read(world["trained"]["cfg"].train.out)["fingerprint"][:16]]
 
 
 def sub_video(cfg) -> str:
@@ -343,3 +401,31 @@ def test_runs_in_a_kubeflow_step_carry_its_run_pipeline_and_image(monkeypatch):
     tags = tracking.run_tags(cfg, "train")
     assert (tags["kfp.run_id"], tags["kfp.pipeline"], tags["kfp.image"]) == \
         ("3f2c1d9e-run", "pseudovad-training", "reg.example/pseudovad:0123456789ab")
+
+
+def test_register_refuses_another_models_metrics(world, tmp_path, capsys):
+    """The gate reads the AUC of the model it registers: metrics.json is bound to the model file's
+    sha256 (evaluate writes it into provenance.json), so a borrowed, higher AUC is refused."""
+    worst, best = world["worst"], world["best"]
+    assert worst["cfg"].model.method == best["cfg"].model.method   # only the file's hash tells them apart
+    params = tmp_path / "params.yaml"
+    params.write_text(config_mod.dump(worst["cfg"]))
+    before = len(_client(world["uri"]).search_model_versions(f"name = '{NAME}'"))
+    code = cli_main(["register", "-P", str(params), "--model", str(worst["model"]), "--metrics", str(best["metrics"]),
+                     "--out", str(tmp_path / "reg")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert str(best["metrics"]) in err and str(worst["model"]) in err and "another model's" in err
+    # an evaluation that does not say which file it scored cannot be checked, so it is refused too
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "metrics.json").write_text(best["metrics"].read_text())
+    prov = json.loads((best["metrics"].parent / "provenance.json").read_text())
+    del prov["model_sha256"]
+    (legacy / "provenance.json").write_text(json.dumps(prov))
+    code = cli_main(["register", "-P", str(params), "--model", str(best["model"]), "--metrics",
+                     str(legacy / "metrics.json"), "--out", str(tmp_path / "reg")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no model_sha256" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "reg").exists()
+    assert len(_client(world["uri"]).search_model_versions(f"name = '{NAME}'")) == before

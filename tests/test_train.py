@@ -232,7 +232,7 @@ def test_sigkill_then_rerun_finishes_with_same_steps(tiny_store):
     assert out.returncode == 0, out.stderr
     ck = torch.load(last, weights_only=True)
     assert ck["state"]["step"] == expected
-    hist = [json.loads(l) for l in (tiny_store / "train/history.jsonl").read_text().splitlines()]
+    hist = json.loads((tiny_store / "train/history.json").read_text())   # a JSON list: what `dvc plots` renders
     assert [h["epoch"] for h in hist] == [0, 1, 2] and hist[-1]["step"] == expected
     # same batches, same draws: the resumed run ends where an uninterrupted one does
     a = torch.load(tiny_store / "train/model.pt", weights_only=True)["state_dict"]

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from pseudovad import config as config_mod
+from pseudovad import results
 from pseudovad.errors import ConfigError
 from pseudovad.training import search, search_space
 from tests.conftest import tiny_cfg
@@ -260,7 +261,7 @@ def searched(data, ray_local, mlflow_server):  # noqa: F811
         rc = cli_main(["tune", "-P", str(params)])
     out = data / "tune"
     return {"rc": rc, "stdout": buf.getvalue(), "out": out, "params": params,
-            "metrics": json.loads((out / "metrics.json").read_text()),
+            "metrics": results.read(out),
             "rows": list(csv.DictReader((out / "results.csv").open()))}
 
 

@@ -15,7 +15,6 @@ out; what each parameter *means* is said once, here.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 
 from pseudovad import build, tracking
 from pseudovad import config as config_mod
+from pseudovad import results
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
 
@@ -46,8 +46,8 @@ SETTINGS = ("params", "overrides")
 
 MODEL_METADATA = ("method", "size", "channels", "clip_len", "scored_index", "frame_step", "value_range",
                   "train_fingerprint", "data_version")
-TRAIN_HISTORY = ("metrics.json", "history.jsonl")
-TUNE_RESULTS = ("best_params.yaml", "results.csv", "metrics.json")
+TRAIN_HISTORY = ("metrics.json", "provenance.json", "history.json")
+TUNE_RESULTS = ("best_params.yaml", "results.csv", "metrics.json", "provenance.json")
 
 
 def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, overrides: Iterable[str] = (),
@@ -102,14 +102,11 @@ def step_arguments(pipeline_args: Mapping[str, Any], component: Any) -> dict[str
 
 
 def tuned_values(folder: str | Path) -> dict[str, Any]:
-    """The best values of a tune output folder (`best_config` in its metrics.json)."""
-    path = Path(folder, "metrics.json")
-    try:
-        best = json.loads(path.read_text()).get("best_config")
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (not a tune output folder)") from None
-    except (json.JSONDecodeError, AttributeError):
-        raise DataError(f"{path}: not a tune metrics file") from None
+    """The best values of a tune output folder (`best_config` in its results: provenance.json)."""
+    path = Path(folder, results.METRICS)
+    if not path.is_file():
+        raise DataError(f"{path}: not found (not a tune output folder)")
+    best = results.read(path).get("best_config")
     if not isinstance(best, dict):
         raise DataError(f"{path}: no best_config (the search finished no trial)")
     return best
@@ -135,9 +132,9 @@ def _move_out(work: Path, files: Mapping[str, str | Path]) -> None:
 
 def publish_training(cfg: Config, work: str | Path, model_path: str | Path, history_dir: str | Path) -> dict:
     """Train's outputs into the step's artifacts: model.pt → `model_path`; metrics.json,
-    history.jsonl and the settings used (params.yaml) → `history_dir`.
+    provenance.json, history.json and the settings used (params.yaml) → `history_dir`.
 
-    Returns {"model": the model's metadata for the UI, "summary": train's metrics.json}.
+    Returns {"model": the model's metadata for the UI, "summary": train's results (both files)}.
     """
     from pseudovad.models.model_file import read_model_file
 
@@ -147,7 +144,7 @@ def publish_training(cfg: Config, work: str | Path, model_path: str | Path, hist
     meta = read_model_file(model_path)["meta"]
     model = {k: meta[k] for k in MODEL_METADATA if k in meta}
     model["framework"] = "pytorch"
-    return {"model": model, "summary": json.loads(Path(history_dir, "metrics.json").read_text())}
+    return {"model": model, "summary": results.read(history_dir)}
 
 
 def publish_tuning(work: str | Path, best_dir: str | Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
-import json
 import math
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from pseudovad import tracking
+from pseudovad import results, tracking
 from pseudovad.config import Config
 from pseudovad.errors import DataError, TrackingError
 from pseudovad.files import exclusive_lock, settle, sha256_file
@@ -110,6 +109,7 @@ class Candidate:
     metrics: dict[str, Any]
     meta: dict[str, Any]
     sha256: str
+    metrics_file: Path | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -119,26 +119,36 @@ class Candidate:
     def read(cls, model: Path, metrics: Path) -> Candidate:
         ev = read_metrics(metrics)    # (both reads settle a half-done commit of their folder first)
         meta = model_file.read_model_file(model)["meta"]
+        cand = cls(model, ev, meta, sha256_file(model), Path(metrics))
+        cand.check()
+        return cand
+
+    def check(self) -> None:
+        """The metrics are this model's: evaluate recorded the sha256 of the file it scored, and
+        method and training set agree. A borrowed metrics file (another model's higher AUC) is refused."""
+        ev, meta, metrics = self.metrics, self.meta, self.metrics_file or "metrics"
+        if not ev.get("model_sha256"):
+            raise DataError(f"{metrics}: no model_sha256, so it cannot be checked against {self.model} "
+                            "(re-run `pseudovad evaluate` on it)")
+        if ev["model_sha256"] != self.sha256:
+            raise DataError(f"{metrics}: evaluated model sha256 {ev['model_sha256'][:12]}…, but {self.model} is "
+                            f"{self.sha256[:12]}…: these metrics are another model's (evaluate this model first)")
         for key in ("method", "train_fingerprint"):
             if ev.get(key) and meta.get(key) and ev[key] != meta[key]:
-                raise DataError(f"{metrics}: {key} {ev[key]!r} does not match {model} ({meta[key]!r}); "
+                raise DataError(f"{metrics}: {key} {ev[key]!r} does not match {self.model} ({meta[key]!r}); "
                                 "evaluate this model first")
-        return cls(model, ev, meta, sha256_file(model))
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
-    """An evaluate metrics.json with the two things the gate needs: auc_micro and the test-set fingerprint."""
+    """An evaluation's results (metrics.json + provenance.json, `pseudovad.results`) with the things
+    the gate needs: auc_micro, the test-set fingerprint, the evaluated model's sha256."""
+    path = Path(path)
     settle(path.parent)
     if not path.is_file():
         raise DataError(f"{path}: metrics file not found (run `pseudovad evaluate` first or pass --metrics)")
-    try:
-        m = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(m, dict):
-        raise DataError(f"{path}: expected a JSON object")
+    m = results.read(path)
     auc = m.get("auc_micro")
-    if not isinstance(auc, (int, float)) or isinstance(auc, bool) or not math.isfinite(auc):
+    if not results.finite(auc):
         raise DataError(f"{path}: auc_micro missing or not a number ({auc!r})")
     if not isinstance(m.get("fingerprint"), str) or not m["fingerprint"]:
         raise DataError(f"{path}: fingerprint of the evaluation set missing")
@@ -239,12 +249,104 @@ def find_logged_model(cfg: Config, sha256: str) -> str | None:
     return f"models:/{found[0].model_id}" if found else None
 
 
+def _evaluation_run(c, exp: str, cand: Candidate):
+    """The MLflow run that evaluated this model file on this test set: the one its provenance names,
+    else the newest evaluate run tagged with both hashes; None when tracking was off."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = cand.metrics.get("mlflow_run_id")
+    if run_id:
+        try:
+            r = c.get_run(run_id)
+            if r.data.tags.get("model_sha256") == cand.sha256:
+                return r
+        except MlflowException as e:   # written against another tracking server
+            if not does_not_exist(e):
+                raise
+    found = c.search_runs([exp], f"tags.`pseudovad.stage` = 'evaluate' and tags.model_sha256 = '{cand.sha256}' "
+                                 f"and tags.`data.fingerprint` = '{cand.fingerprint}'",
+                          max_results=1, order_by=["attributes.start_time DESC"])
+    return found[0] if found else None
+
+
+# the pseudo-anomaly settings a version's description lists, by method
+PSEUDO_SETTINGS = {"ltgpa": ("kind", "p", "lam", "sigma"),
+                   "mae_nct": ("mode", "mask_ratio", "mask_patch", "p", "lambda_n", "lambda_p", "lambda_cst")}
+ARTIFACT_LINKS = ("plots/roc.png", "plots/topk.png", "roc.csv")
+
+
+def _fmt(v: Any) -> str:
+    f = _float_tag(v)
+    return "–" if f is None else f"{f:.4f}"
+
+
+def run_link(experiment_id: str, run_id: str, path: str | None = None) -> str:
+    """A link to a run (or one of its artifacts) in the MLflow UI, relative to the tracking server
+    (a fragment: it resolves on whatever host and prefix the UI is served from)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}" + (f"/artifacts/{path}" if path else "")
+
+
+def version_description(version: str, d, champ: Entry | None, champ_tags: dict[str, str], cand: Candidate,
+                        cfg: Config, ev_run, artifacts: list[str]) -> str:
+    """The version page that decides (Markdown): the gate's decision and Δ AUC against the champion
+    it was compared with, the numbers side by side, the test set, the method and its pseudo-anomaly
+    settings, and links to the evaluate run, its ROC and timelines, and the train run."""
+    ev, meta = cand.metrics, cand.meta
+    decision = "forced" if d.forced else ("promoted" if d.promote else "kept")
+    lines = [f"**Gate: {decision}.** {d.reason}", ""]
+    if champ is not None and champ.version != version:
+        delta = (f"{ev['auc_micro'] - champ.auc:+.4f}" if champ.auc is not None and champ.fingerprint == cand.fingerprint
+                 else "not comparable (other test set)")
+        lines += [f"Δ auc_micro vs champion v{champ.version}: **{delta}** (min_delta {cfg.registry.min_delta:g})", "",
+                  f"| metric | v{version} (this) | champion v{champ.version} |", "|---|---:|---:|"]
+        lines += [f"| {k} | {_fmt(ev.get(k))} | {_fmt(champ_tags.get(k))} |" for k in METRIC_KEYS]
+    else:
+        why = "no champion before this version" if champ is None else "this version was the champion already"
+        lines += [f"Δ auc_micro: none ({why})", "",
+                  f"| metric | v{version} (this) |", "|---|---:|"]
+        lines += [f"| {k} | {_fmt(ev.get(k))} |" for k in METRIC_KEYS]
+    conf = meta.get("config", {})
+    method = str(meta.get("method") or ev.get("method"))
+    pseudo = conf.get("pseudo", {})
+    settings = ", ".join(f"pseudo.{k}={pseudo[k]}" for k in PSEUDO_SETTINGS.get(method, ()) if k in pseudo)
+    videos = ev.get("video_ids") or []
+    lines += ["",
+              f"- **Test set**: {ev.get('dataset')}, {len(videos) or ev.get('videos')} videos"
+              + (f" ({', '.join(map(str, videos[:12]))}{' …' if len(videos) > 12 else ''})" if videos else "")
+              + f", {ev.get('frames')} frames, fingerprint `{cand.fingerprint[:16]}`",
+              f"- **Method**: {method} · {ev.get('variant', '')} ({settings}); trained on `"
+              f"{str(meta.get('train_fingerprint'))[:16]}`, {meta.get('steps', '?')} steps",
+              f"- **Model file**: sha256 `{cand.sha256[:16]}`"]
+    if ev_run is not None:
+        exp, rid = ev_run.info.experiment_id, ev_run.info.run_id
+        links = [f"[{a.split('/')[-1]}]({run_link(exp, rid, a)})" for a in artifacts
+                 if a in ARTIFACT_LINKS or a.startswith("plots/timeline_")]
+        lines.append(f"- **Evaluate run**: [{ev_run.info.run_name}]({run_link(exp, rid)})"
+                     + (f" · {' · '.join(links)}" if links else ""))
+        parent = ev_run.data.tags.get("mlflow.parentRunId")
+        if parent:
+            lines.append(f"- **Pipeline run**: [{parent[:8]}]({run_link(exp, parent)}) (train, evaluate, register)")
+    else:
+        lines.append("- **Evaluate run**: none in MLflow (evaluated with tracking off)")
+    return "\n".join(lines) + "\n"
+
+
+def _log_on_model(c, model_id: str, cand: Candidate, test_set) -> None:
+    """The evaluation's numbers on the logged model (the version's metrics), unless evaluate put them there."""
+    have = c.get_logged_model(model_id).metrics or []
+    if any(m.key == "auc_micro" and m.dataset_digest == cand.fingerprint[:16] for m in have):
+        return
+    tracking.log_model_metrics(model_id, {k: v for k, v in cand.metrics.items() if results.finite(v)}, test_set)
+
+
 def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any]:
     """Register `cand` inside the active MLflow run (a new version, or the version of the same file
     on the same test set), alias it `challenger`, run the gate against the champion, move
-    `champion` if it says so, tag the version with the decision. Returns the decision record."""
+    `champion` if it says so, tag the version with the decision and describe it (the decision,
+    Δ, test set, method, links to the evaluate run). Returns the decision record."""
     import mlflow
 
+    cand.check()
     name = cfg.registered_model_name
     user = current_user()
     ev, meta, sha, fp = cand.metrics, cand.meta, cand.sha256, cand.fingerprint
@@ -252,23 +354,33 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
     uri = tracking.tracking_uri(cfg)
     with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri), _one_registration(uri, name):
         c = tracking.client()
+        exp = tracking.experiment_id(cfg)
         tracking.log_metrics({k: ev.get(k) for k in METRIC_KEYS})
+        test_set = tracking.log_dataset(f"{ev.get('dataset', cfg.data.name)}-testing", ev.get("store") or "unknown",
+                                        fp, "testing", videos=ev.get("video_ids"), frames=ev.get("frames"))
+        ev_run = _evaluation_run(c, exp, cand)
+        if ev_run is not None:
+            tracking.set_tags({"evaluate_run_id": ev_run.info.run_id})
         _ensure_registered_model(c, cfg, name)
         mv = _find_version(c, name, sha, fp)
         reused = mv is not None
         if mv is None:
             source = find_logged_model(cfg, sha) or tracking.log_model(cand.model, meta)["model_uri"]
+            _log_on_model(c, source.removeprefix("models:/"), cand, test_set)
             tags = {k: repr(float(ev[k])) for k in METRIC_KEYS if _float_tag(ev.get(k)) is not None}
             tags.update({"eval_fingerprint": fp, "model_sha256": sha, "method": str(meta.get("method")),
                          "train_fingerprint": str(meta.get("train_fingerprint")), "dataset": cfg.data.name,
                          "registered_by": user, "register_run_id": run_id})
             if meta.get("data_version"):     # the DVC hash of the store it was trained on
                 tags["data_version"] = str(meta["data_version"])
+            if ev_run is not None:
+                tags["evaluate_run_id"] = ev_run.info.run_id
             mv, reused = _keep_first(c, name, mlflow.register_model(source, name, tags=tags), sha, fp)
         version = str(mv.version)
         aliases = dict(c.get_registered_model(name).aliases or {})
         before = aliases.get(CHAMPION)
-        champ = _version_entry(c.get_model_version(name, before)) if before is not None else None
+        champ_mv = c.get_model_version(name, before) if before is not None else None
+        champ = _version_entry(champ_mv) if champ_mv is not None else None
         d = decide(Entry(version, float(ev["auc_micro"]), fp), champ, cfg.registry.min_delta, force, user)
         c.set_registered_model_alias(name, CHALLENGER, version)
         if d.promote:
@@ -283,6 +395,9 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         if d.promote or not reused:  # a re-run that changes nothing keeps the version's first decision
             for k, v in gate.items():
                 c.set_model_version_tag(name, version, k, v)
+            artifacts = _artifact_paths(c, ev_run.info.run_id) if ev_run is not None else []
+            c.update_model_version(name, version, description=version_description(
+                version, d, champ, dict(champ_mv.tags) if champ_mv is not None else {}, cand, cfg, ev_run, artifacts))
         tracking.set_tags({**gate, "registered_version": version})
     return {
         "model_name": name, "version": version, "model_uri": f"models:/{name}/{version}",
@@ -290,8 +405,15 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         "champion_before": str(before) if before is not None else None, "champion_after": after,
         "auc_micro": float(ev["auc_micro"]), "champion_auc_micro": champ.auc if champ else None,
         "min_delta": cfg.registry.min_delta, "fingerprint": fp, "model_sha256": sha, "reused_version": reused,
-        "run_id": run_id, "tracking_uri": tracking.redact(uri),
+        "run_id": run_id, "evaluate_run_id": ev_run.info.run_id if ev_run is not None else None,
+        "tracking_uri": tracking.redact(uri),
     }
+
+
+def _artifact_paths(c, run_id: str) -> list[str]:
+    """The evaluate run's top-level files and plots/ (what the description links to)."""
+    top = c.list_artifacts(run_id)
+    return [a.path for a in top if not a.is_dir] + [a.path for a in c.list_artifacts(run_id, "plots")]
 
 
 # ----------------------------------------------------------------------------------------------

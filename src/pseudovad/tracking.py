@@ -9,9 +9,17 @@ the user as one `TrackingError` line instead of a retry storm and a traceback:
         tracking.log_model("runs/train/model.pt")
 
 Where runs go: `MLFLOW_TRACKING_URI` if set, else `tracking.uri` (default `sqlite:///mlflow.db`
-in the working folder). One experiment per dataset (`cfg.experiment_name`); on a local store it is
-created with its artifact folder at `tracking.artifact_location` (default `mlruns/`, absolute),
-so artifacts stay inside the project. HTTP retries are capped (see `_HTTP_DEFAULTS`) so an
+in the working folder). One experiment per dataset (`cfg.experiment_name`), a model-training
+experiment (the UI opens it on its runs, not on GenAI traces); on a local store it is created with
+its artifact folder at `tracking.artifact_location` (default `mlruns/`, absolute), so artifacts
+stay inside the project.
+
+One pipeline run, one parent run: train, evaluate and register of one pipeline run (a `dvc repro`,
+a `dvc exp run`, a Kubeflow run, a retraining round) are children of one parent run named after
+the method and its key settings (`ltgpa-learned-λ0.1-p0.5`), found by the pipeline run's key
+(`PSEUDOVAD_PIPELINE_RUN`, else the DVC experiment name) or, without one, by the model file they
+share (train tags its parent with the model's sha256; evaluate and register look it up). Runs
+opened inside another run (a retraining round, a tune search) are its children instead. HTTP retries are capped (see `_HTTP_DEFAULTS`) so an
 unreachable server fails in seconds; set the MLFLOW_HTTP_REQUEST_* variables to override.
 
 Mid-run metric logging (`log_epoch`, `log_metrics`) only warns when the server drops out: a
@@ -21,6 +29,7 @@ The model registry (champion, versions, aliases, MLflow URIs → files) is `pseu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -28,14 +37,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from pseudovad import build
+from pseudovad import build, results
 from pseudovad.errors import DataError, TrackingError
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,16 @@ _LOCAL_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql"}
 # of every run the step opens, so a run in MLflow leads back to its KFP run and image.
 KFP_TAGS = {"kfp.run_id": "PSEUDOVAD_KFP_RUN_ID", "kfp.pipeline": "PSEUDOVAD_KFP_PIPELINE",
             "kfp.image": "PSEUDOVAD_KFP_IMAGE"}
+
+# The experiment tag the MLflow 3 UI reads to choose its layout: a model-training experiment opens
+# on its runs (without it the UI guesses, and an empty experiment opens on GenAI traces)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# A pipeline run's key: set it (e.g. to the Kubeflow run id) and every stage run with it is a child
+# of one parent run; `dvc exp run` gives each experiment's stages its name in DVC_EXP_NAME.
+PIPELINE_ENV = "PSEUDOVAD_PIPELINE_RUN"
+PIPELINE_STAGES = ("train", "evaluate", "register")
+PIPELINE = "pipeline"                    # the parent runs' pseudovad.stage tag
+MODEL_SHA_TAG = "pseudovad.model_sha256"
 
 _active: list[dict[str, Any]] = []       # runs opened by `run()` in this process, innermost last
 _configured_uri: str | None = None
@@ -172,17 +190,20 @@ def experiment_id(cfg) -> str:
 
     c = client()
     name = cfg.experiment_name
+    kind, training = EXPERIMENT_KIND
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             raise TrackingError(f"experiment {name!r} is deleted in {redact(tracking_uri())} (restore it in the "
                                 "MLflow UI or set tracking.experiment)")
+        if kind not in (exp.tags or {}):   # made before pseudovad set it (a kind the user chose stays)
+            c.set_experiment_tag(exp.experiment_id, kind, training)
         return exp.experiment_id
     location = None
     if _is_local(tracking_uri()):
         location = Path(cfg.tracking.artifact_location).resolve().as_uri()
     try:
-        return c.create_experiment(name, artifact_location=location, tags={"dataset": cfg.data.name})
+        return c.create_experiment(name, artifact_location=location, tags={"dataset": cfg.data.name, kind: training})
     except MlflowException as e:  # created concurrently (e.g. by another Ray trial)
         if not has_error_code(e, "RESOURCE_ALREADY_EXISTS") and "already exists" not in str(e):
             raise
@@ -206,20 +227,41 @@ def params(cfg) -> dict[str, str]:
     return out
 
 
-def _git(*args: str) -> str | None:
-    try:
-        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
+def run_label(cfg) -> str:
+    """Method, pseudo-anomaly kind and the settings that tell two runs apart, e.g.
+    `ltgpa-learned-λ0.1-p0.5`, `ltgpa-gaussian-σ0.1-p0.5`, `ltgpa-baseline`, `mae-nct-r0.75-cst0.3` (MAE-NCT)."""
+    m, ps = cfg.model.method, cfg.pseudo
+    if m == "ltgpa":
+        head = "ltgpa-image" if cfg.model.ltgpa.variant == "image" else "ltgpa"
+        if ps.kind == "none" or ps.p == 0:
+            return f"{head}-baseline"
+        if ps.kind == "gaussian":
+            return f"{head}-gaussian-σ{ps.sigma:g}-p{ps.p:g}"
+        return f"{head}-{ps.kind}-λ{ps.lam:g}-p{ps.p:g}"
+    head = m.split("_")[0]                # mae_nct → mae-nct-…, mae-baseline
+    if ps.mode == "none":
+        return f"{head}-baseline"
+    tail = f"-p{ps.p:g}" if ps.mode == "prob" else ""
+    return f"{head}-{ps.mode}-r{ps.mask_ratio:g}-cst{ps.lambda_cst:g}{tail}"
+
+
+def pipeline_key() -> str | None:
+    """The key of the pipeline run this process belongs to: PSEUDOVAD_PIPELINE_RUN, else the DVC
+    experiment `dvc exp run` is running, else None."""
+    key = os.environ.get(PIPELINE_ENV) or (f"dvc-exp-{os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME")
+                                           else None)
+    if key and not re.fullmatch(r"[A-Za-z0-9._:/@+-]{1,200}", key):   # it goes into a search filter
+        key = "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return key
 
 
 def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, str]:
-    tags = {"pseudovad.stage": stage, "dataset": cfg.data.name, "method": cfg.model.method}
-    commit = _git("rev-parse", "HEAD")
+    tags = {"pseudovad.stage": stage, "dataset": cfg.data.name, "method": cfg.model.method,
+            "pseudovad.label": run_label(cfg)}
+    commit = results.git("rev-parse", "HEAD")
     if commit:
         tags["git.commit"] = commit
-        tags["git.dirty"] = "true" if _git("status", "--porcelain", "--untracked-files=no") else "false"
+        tags["git.dirty"] = "true" if results.git("status", "--porcelain", "--untracked-files=no") else "false"
     elif (source := build.source_commit()) is not None:
         # outside a checkout (a user's own folder, the project image): the commit of the code
         # that ran: the image's baked one, else the checkout pseudovad is installed from
@@ -228,6 +270,10 @@ def run_tags(cfg, stage: str, fingerprint: str | None = None, extra: dict[str, A
     if os.environ.get("DVC_STAGE"):
         tags["dvc.stage"] = os.environ["DVC_STAGE"]
     tags.update({tag: os.environ[env] for tag, env in KFP_TAGS.items() if os.environ.get(env)})
+    if os.environ.get("DVC_EXP_NAME"):    # set by `dvc exp run` for every stage it runs
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
     if fingerprint:
         tags["data.fingerprint"] = fingerprint
     tags.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
@@ -289,14 +335,46 @@ def close_stale_runs(cfg, stage: str, out: str | Path) -> list[str]:
     return stale
 
 
+def _pipeline_parent(c, exp: str, cfg, stage: str, model_sha256: str | None) -> str:
+    """The parent run of this stage's pipeline run (module doc), created when it is the first stage."""
+    key = pipeline_key()
+    if key:
+        where = f"tags.`pseudovad.pipeline_run` = '{key}'"
+    elif model_sha256 and stage != "train":
+        where = f"tags.`{MODEL_SHA_TAG}` = '{model_sha256}'"
+    else:                                   # a train without a key starts a pipeline run of its own
+        where = None
+    if where:
+        found = c.search_runs([exp], f"tags.`pseudovad.stage` = '{PIPELINE}' and {where}", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+        if found:
+            return found[0].info.run_id
+    label = run_label(cfg)
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    tags = run_tags(cfg, PIPELINE, extra={"pseudovad.pipeline_run": key or f"run-{os.urandom(6).hex()}",
+                                          MODEL_SHA_TAG: model_sha256})
+    return c.create_run(exp, tags=tags, run_name=f"{label} ({exp_name})" if exp_name else label).info.run_id
+
+
+def _close_parent(c, parent: str, status: str) -> None:
+    """A parent run ends as its last child did (and runs again while the next one runs)."""
+    try:
+        c.set_terminated(parent, status)
+    except Exception as e:  # the server went away; the parent stays RUNNING there
+        log.warning("could not close MLflow parent run %s: %s", parent, " ".join(str(e).split())[:200])
+
+
 @contextlib.contextmanager
 def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None = None, nested: bool = False,
-        fingerprint: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[Any]:
+        fingerprint: str | None = None, tags: dict[str, Any] | None = None,
+        model_sha256: str | None = None) -> Iterator[Any]:
     """An MLflow run around a stage: tags, all params; FINISHED / FAILED / KILLED on exit.
 
     Yields the mlflow ActiveRun, or None when `tracking.enabled` is false (then every log_* call
     inside is a no-op). A run opened while another is active becomes its child; Ray Tune trials
-    in other processes pass `parent_run_id`.
+    in other processes pass `parent_run_id`. Otherwise train, evaluate and register become
+    children of their pipeline run's parent (module doc; `model_sha256`: the model file the
+    stage evaluates or registers). Named `<stage>-<run_label>` unless `run_name` is given.
     """
     if not cfg.tracking.enabled:
         yield None
@@ -305,18 +383,27 @@ def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None 
 
     uri = configure(cfg)
     where = f"MLflow {stage} run"
+    pipeline_parent = None
     with errors(where, uri):
         exp = experiment_id(cfg)
         nested = nested or parent_run_id is not None or mlflow.active_run() is not None
-        active = mlflow.start_run(experiment_id=exp, run_name=run_name or stage, nested=nested,
+        if not nested and stage in PIPELINE_STAGES:
+            c = client()
+            pipeline_parent = parent_run_id = _pipeline_parent(c, exp, cfg, stage, model_sha256)
+            c.update_run(pipeline_parent, status="RUNNING")
+            nested = True
+        active = mlflow.start_run(experiment_id=exp, run_name=run_name or f"{stage}-{run_label(cfg)}", nested=nested,
                                   parent_run_id=parent_run_id, tags=run_tags(cfg, stage, fingerprint, tags))
     try:
         with errors(where, uri):
             mlflow.log_params(params(cfg))
     except BaseException:
         mlflow.end_run("FAILED")
+        if pipeline_parent:
+            _close_parent(client(), pipeline_parent, "FAILED")
         raise
-    handle = {"run_id": active.info.run_id, "uri": uri, "warned": False}
+    handle = {"run_id": active.info.run_id, "uri": uri, "warned": False, "pipeline_parent": pipeline_parent,
+              "experiment_id": exp}
     _active.append(handle)
     status = "FINISHED"
     try:
@@ -334,6 +421,8 @@ def run(cfg, stage: str, run_name: str | None = None, parent_run_id: str | None 
             mlflow.end_run(status)
         except Exception as e:  # the server went away; the run stays RUNNING there
             log.warning("could not close MLflow run %s: %s", handle["run_id"], _describe(e, uri))
+        if pipeline_parent:
+            _close_parent(client(), pipeline_parent, status)
 
 
 def active_run_id() -> str | None:
@@ -365,6 +454,19 @@ def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
     m = _numeric(metrics)
     if m:
         _soft("log_metrics", mlflow.log_metrics, m, step=step)
+
+
+def log_model_metrics(model_id: str, metrics: dict[str, Any], dataset=None) -> None:
+    """Finite numbers of `metrics` on a logged model (MLflow 3: they show as its metrics and its
+    registered versions'), from the active run, linked to `dataset` (`dataset()`)."""
+    if not _active:
+        return
+    import mlflow
+
+    m = _numeric(metrics)
+    if m:
+        with errors(f"MLflow log_metrics on model {model_id}", _active[-1]["uri"]):
+            mlflow.log_metrics(m, model_id=model_id, dataset=dataset, run_id=active_run_id())
 
 
 def log_epoch(record: dict[str, Any], step: int | None = None) -> None:
@@ -458,4 +560,62 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
                 log.warning("torch.export failed for %s (%s); logging the model pickled instead",
                             model_path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
                 info = mlflow.pytorch.log_model(net, serialization_format="pickle", **common)
+    parent = _active[-1]["pipeline_parent"]
+    if parent:   # evaluate and register of this model file find their pipeline run by it
+        with errors("MLflow set_tag", _active[-1]["uri"]):
+            client().set_tag(parent, MODEL_SHA_TAG, sha)
     return {"model_uri": info.model_uri, "model_id": info.model_id, "run_id": active_run_id(), "sha256": sha}
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets: what a run trained or was evaluated on
+
+def data_version(store: str | Path) -> str | None:
+    """The DVC hash of the frame store folder (the data version `dvc.lock` records), when known.
+
+    SWITCH HERE to the DVC hash function of pseudovad.data (issue #20); until it lands the
+    datasets carry the frame store's own fingerprints only, and this returns None.
+    """
+    return None
+
+
+def dataset(name: str, source: str | Path, fingerprint: str, **profile: Any):
+    """An MLflow dataset (metadata only: the frames stay in the store) named `name`, its digest the
+    fingerprint's head; `profile` (shown in the run's dataset panel) holds the full fingerprint,
+    the DVC hash, the git commit and what else is given."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource, S3ArtifactDatasetSource
+
+    where = str(source)
+    origin = S3ArtifactDatasetSource(where) if where.startswith("s3://") else \
+        LocalArtifactDatasetSource(str(Path(where).resolve()))
+
+    class FrameStoreDataset(MetaDataset):
+        def __init__(self, info: dict[str, Any]):
+            self._info = info
+            super().__init__(origin, name=name, digest=fingerprint[:16])
+
+        @property
+        def profile(self) -> dict[str, Any]:
+            return self._info
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._info)}
+
+    info = {"fingerprint": fingerprint, "dvc_md5": data_version(source),
+            "git_commit": results.git("rev-parse", "HEAD"), **profile}
+    return FrameStoreDataset({k: v for k, v in info.items() if v is not None})
+
+
+def log_dataset(name: str, source: str | Path, fingerprint: str, context: str, **profile: Any):
+    """Record the data of the active run as an MLflow dataset input (`dataset`), with the
+    fingerprint, DVC hash and git commit also as input tags; returns the dataset (or None)."""
+    if not _active:
+        return None
+    import mlflow
+
+    ds = dataset(name, source, fingerprint, **profile)
+    tags = {k: str(v) for k, v in ds.profile.items() if k in ("fingerprint", "dvc_md5", "git_commit")}
+    with errors(f"MLflow log_input {name}", _active[-1]["uri"]):
+        mlflow.log_input(ds, context=context, tags=tags)
+    return ds

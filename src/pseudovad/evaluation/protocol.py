@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 PSNR_CONVENTION = "10*log10(1/MSE), frames mapped to [0, 1] (peak 1)"
 SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "eer_threshold", "frames", "anomalous_frames",
                 "videos", "macro_videos", "macro_excluded", "constant_videos")
+# what an evaluation's numbers are about: provenance.json, beside the numbers of metrics.json
+# (`pseudovad.results`); `model_sha256` binds the numbers to one model file (the gate checks it)
+PROVENANCE_KEYS = ("method", "pseudo_kind", "variant", "dataset", "model", "model_sha256", "fingerprint",
+                   "train_fingerprint", "psnr", "video_ids", "macro_excluded", "constant_videos",
+                   "inference_amp", "inference_memory_format")
 
 
 def _safe(name: str) -> str:
@@ -211,12 +216,12 @@ def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
 
 
 def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], out: Path, *, dataset: str,
-             model_ref: str, fingerprint: str, top_k: int = 0, progress: bool = False, score: str = "frame",
-             region_grid: tuple[int, int] = (4, 6), pixel_masks: str | Path | None = None,
-             bootstrap: int = boot.DEFAULT_RESAMPLES) -> dict[str, Any]:
-    """Score `entries` of `store`, write scores.csv, roc.csv and plots/ into `out`, return the metrics
-    (what evaluate's metrics.json holds). `score`: frame (the papers') or region, the score the
-    files show; metrics hold both (module doc)."""
+             model_ref: str, fingerprint: str, model_sha256: str | None = None, top_k: int = 0,
+             progress: bool = False, score: str = "frame", region_grid: tuple[int, int] = (4, 6),
+             pixel_masks: str | Path | None = None, bootstrap: int = boot.DEFAULT_RESAMPLES) -> dict[str, Any]:
+    """Score `entries` of `store`, write scores.csv, roc.csv and plots/ into `out`, return the
+    results (what evaluate's metrics.json and provenance.json hold, `PROVENANCE_KEYS` the latter).
+    `score`: frame (the papers') or region, the score the files show; metrics hold both (module doc)."""
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
     log.info("evaluate: scoring with %s", detector.describe())
     t0 = time.perf_counter()
@@ -246,11 +251,13 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
         "seed": detector.meta.get("config", {}).get("seed"),     # `report` averages over seeds
         "dataset": dataset,
         "model": model_ref,
+        "model_sha256": model_sha256,
         "fingerprint": fingerprint,
         "train_fingerprint": detector.meta.get("train_fingerprint"),
         "psnr": PSNR_CONVENTION,
         "inference_amp": detector.precision.name,           # bf16 | fp32, as resolved (inference.amp)
         "inference_memory_format": detector.memory_format,
+        "video_ids": [e.id for e in entries],
         "video_auc": m["video_auc"],
         **extra,
     }

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
+from pseudovad import results
 from pseudovad.errors import DataError
 
 # The papers' frame-level AUC (%) of the rows this project can train, by (method, row, dataset).
@@ -83,14 +84,12 @@ def describe_model(config: dict[str, Any]) -> dict[str, str]:
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
+    """An evaluation's results: its metrics.json and the provenance.json beside it (`pseudovad.results`)."""
     path = Path(path)
-    try:
-        m = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: metrics file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg})") from None
-    missing = [k for k in REQUIRED if not isinstance(m, dict) or k not in m]
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"{path}: metrics file not found")
+    m = results.read(path)
+    missing = [k for k in REQUIRED if k not in m]
     if missing:
         raise DataError(f"{path}: not an evaluate metrics file (missing {', '.join(missing)})")
     return m

@@ -2,9 +2,10 @@
 
 The protocol (the LTGPA / MAE-NCT papers') and the files beside the numbers are
 `pseudovad.evaluation.protocol`. Writes to `evaluate.out`: scores.csv, roc.csv (a DVC plot),
-plots/ and metrics.json (a DVC metric), which change together (`files.staged_outputs`): a kill at
-any instant leaves the previous evaluation or this one, never a mix. The test videos are checked
-against the model (size, length, labels) before any frame is scored.
+plots/, provenance.json (the model file and its sha256, the test set's fingerprint …) and
+metrics.json (numbers only, a DVC metric; `pseudovad.results`), which change together
+(`files.staged_outputs`): a kill at any instant leaves the previous evaluation or this one, never
+a mix. The test videos are checked against the model (size, length, labels) before any frame is scored.
 """
 from __future__ import annotations
 
@@ -17,58 +18,82 @@ from pseudovad.data.store import FrameStore
 from pseudovad.data.versioning import evaluation_version
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError
-from pseudovad import registry, tracking
+from pseudovad import registry, results, tracking
 from pseudovad.evaluation import protocol
 from pseudovad.evaluation.streaming import Detector
-from pseudovad.files import claim, settle, staged_outputs, write_json
+from pseudovad.files import claim, settle, sha256_file, staged_outputs
 
 
-def _evaluate(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
-              out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
-    """Score the test split of `store` with `model` (a path or MLflow URI); write and return metrics."""
-    model_ref = str(model) if model is not None else str(Path(cfg.train.out) / "model.pt")
+def _model_ref(cfg: Config, model: str | Path | None) -> str:
+    ref = str(model) if model is not None else str(Path(cfg.train.out) / "model.pt")
     if model is None:
         settle(cfg.train.out)     # a train killed while committing model.pt: finish that first
-    if model is None and not Path(model_ref).is_file():
-        raise DataError(f"{model_ref}: model file not found (run `pseudovad train` first or pass --model)")
-    out = Path(out or cfg.evaluate.out)
+    if model is None and not Path(ref).is_file():
+        raise DataError(f"{ref}: model file not found (run `pseudovad train` first or pass --model)")
+    return ref
+
+
+def _evaluate(cfg: Config, model_ref: str, local: Path, sha256: str, store: str | Path | FrameStore | None,
+              out: Path, videos: list[str] | None, progress: bool) -> dict[str, Any]:
+    """Score the test split of `store` with the model file `local` (`model_ref` as the user named
+    it, `sha256` its hash); write and return the results."""
     fs = store if isinstance(store, FrameStore) else FrameStore(store or cfg.data.store)
     only = list(videos or cfg.evaluate.videos or []) or None
     entries = protocol.select_videos(fs, only)
-    detector = Detector.load(registry.resolve(model_ref, cfg), resolve_device(cfg.device), cfg.evaluate.batch_size,
+    detector = Detector.load(local, resolve_device(cfg.device), cfg.evaluate.batch_size,
                              cfg.inference.amp, cfg.inference.memory_format)
     protocol.check_videos(detector, fs, entries)     # before any scoring: what would fail late
-    with staged_outputs(out, "evaluate") as stage:   # scores, ROC, plots and metrics change together
+    with staged_outputs(out, "evaluate") as stage:   # scores, ROC, plots, metrics and provenance change together
         result = protocol.evaluate(detector, fs, entries, stage, dataset=cfg.data.name, model_ref=model_ref,
-                                   fingerprint=evaluation_version(fs.root, [e.id for e in entries]), top_k=cfg.evaluate.top_k,
-                                   progress=progress, score=cfg.evaluate.score,
-                                   region_grid=tuple(cfg.evaluate.region_grid), pixel_masks=cfg.data.pixel_masks,
-                                   bootstrap=cfg.evaluate.bootstrap)
-        write_json(stage / "metrics.json", result)
+                                   fingerprint=evaluation_version(fs.root, [e.id for e in entries]),
+                                   model_sha256=sha256, top_k=cfg.evaluate.top_k, progress=progress,
+                                   score=cfg.evaluate.score, region_grid=tuple(cfg.evaluate.region_grid),
+                                   pixel_masks=cfg.data.pixel_masks, bootstrap=cfg.evaluate.bootstrap)
+        result.update(store=str(fs.root), mlflow_run_id=tracking.active_run_id())
+        result = results.write(stage, result, (*protocol.PROVENANCE_KEYS, *TRACKING_KEYS))
     return result
+
+
+# the evaluation's place in MLflow, in provenance.json: `register` links the version to this run
+TRACKING_KEYS = ("store", "mlflow_run_id")
 
 
 # --- MLflow tracking (pseudovad.tracking; every call is a no-op when tracking.enabled is false) ---
 def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
         out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
-    """Score the test split of `store` with `model` (a path or MLflow URI); write and return metrics.
+    """Score the test split of `store` with `model` (a path or MLflow URI); write and return the results.
 
-    Inside an MLflow run: params, the AUCs / EER, the evaluation-set fingerprint (its DVC version,
-    `pseudovad.data.versioning.evaluation_version`: what the promotion gate compares) and the
-    model reference as tags, metrics.json, roc.csv and plots/ as artifacts.
+    Inside an MLflow run (a child of the model's pipeline run): params, the AUCs / EER, the test
+    set as a dataset input, the evaluation-set fingerprint (its DVC version,
+    `pseudovad.data.versioning.evaluation_version`: what the promotion gate compares) and the model
+    file's sha256 as tags, metrics.json, provenance.json, roc.csv and plots/ as artifacts; the
+    numbers also go on the logged model of this file when train logged one (so its registered
+    versions show them).
     """
+    model_ref = _model_ref(cfg, model)
+    local = registry.resolve(model_ref, cfg)
+    if not local.is_file():
+        raise DataError(f"{local}: model file not found")
+    sha = sha256_file(local)
     folder = Path(out or cfg.evaluate.out)
     with claim(folder, "evaluate"):   # one evaluate per folder; a run a killed one left RUNNING is closed
         tracking.close_stale_runs(cfg, "evaluate", folder)
-        with tracking.run(cfg, "evaluate", tags={"model": model, **tracking.out_tag(folder)}):
-            result = _evaluate(cfg, model, store, folder, videos, progress)
-            tracking.set_tags({"data.fingerprint": result["fingerprint"], "model": result["model"],
+        with tracking.run(cfg, "evaluate", tags={"model": model_ref, "model_sha256": sha, **tracking.out_tag(folder)},
+                          model_sha256=sha):
+            result = _evaluate(cfg, model_ref, local, sha, store, folder, videos, progress)
+            tracking.set_tags({"data.fingerprint": result["fingerprint"],
                                "train_fingerprint": result.get("train_fingerprint")})
-            tracking.log_metrics({k: result.get(k) for k in ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
-                                                             "anomalous_frames", "videos", "region_auc_micro",
-                                                             "region_auc_macro", "pixel_auc", "auc_micro_ci_low",
-                                                             "auc_micro_ci_high")})
-            for name in ("metrics.json", "roc.csv"):
+            numbers = {k: v for k, v in result.items() if results.finite(v)}   # metrics.json's top-level numbers
+            tracking.log_metrics(numbers)
+            test_set = tracking.log_dataset(f"{result['dataset']}-testing", result["store"], result["fingerprint"],
+                                            "testing", videos=result["video_ids"], frames=result["frames"])
+            if test_set is not None:
+                with tracking.errors("MLflow search_logged_models"):
+                    logged = registry.find_logged_model(cfg, sha)
+                if logged:
+                    tracking.log_model_metrics(logged.removeprefix("models:/"), numbers, test_set)
+                    tracking.set_tags({"pseudovad.logged_model": logged})
+            for name in (results.METRICS, results.PROVENANCE, "roc.csv"):
                 tracking.log_artifacts(folder / name)
             if (folder / "plots").is_dir():
                 tracking.log_artifacts(folder / "plots", "plots")

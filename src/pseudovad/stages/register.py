@@ -8,7 +8,10 @@ promotion gate (`pseudovad.gate`) says so: same test set, a higher micro AUC by 
 `registry.min_delta`. The reason is printed and written to the version's `gate.*` tags.
 `--force` moves the champion anyway and records who forced it. Versions are never deleted;
 registering the same model file with the same evaluation set again reuses its version
-(`pseudovad.registry.register`). Writes `<registry.out>/decision.json`.
+(`pseudovad.registry.register`). The version's description is the page a reviewer decides on:
+the decision, Δ AUC against the champion, the test set, the method and links to the evaluate
+run. Metrics of another model file (their `model_sha256` differs) are refused before anything
+is registered. Writes `<registry.out>/decision.json`.
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ def run(cfg: Config, model: str | Path | None = None, metrics: str | Path | None
     if not cfg.tracking.enabled:
         raise ConfigError("tracking.enabled: false, but `register` needs the MLflow registry (set it to true)")
     candidate = registry.Candidate.read(model_path, metrics_path)
-    with tracking.run(cfg, "register", fingerprint=candidate.fingerprint,
-                      tags={"registered_model": cfg.registered_model_name}):
+    with tracking.run(cfg, "register", fingerprint=candidate.fingerprint, model_sha256=candidate.sha256,
+                      tags={"registered_model": cfg.registered_model_name, "model_sha256": candidate.sha256}):
         decision = registry.register(cfg, candidate, force)
     write_json(out / "decision.json", decision)
     return decision

@@ -1,10 +1,11 @@
 """`train`: fit a detector on normal footage (LTGPA or MAE-NCT), resumable after a kill.
 
 Writes into `train.out`: model.pt (the detector, its config, pre-processing and calibration),
-metrics.json, history.jsonl and checkpoints/ (`pseudovad.training.fit` does the work); model.pt
-and metrics.json change together. The MLflow run starts before any data is read, so an
-unreachable tracking server fails in seconds; SIGTERM closes it KILLED, and a run a SIGKILLed
-trainer left RUNNING is closed by the next train into the same folder.
+metrics.json (numbers), provenance.json (texts), history.json (per epoch) and checkpoints/
+(`pseudovad.training.fit` does the work); model.pt, metrics.json and provenance.json change
+together. The MLflow run starts before any data is read, so an unreachable tracking server fails
+in seconds; SIGTERM closes it KILLED, and a run a SIGKILLed trainer left RUNNING is closed by the
+next train into the same folder.
 """
 from __future__ import annotations
 
@@ -12,18 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from pseudovad import config as config_mod
-from pseudovad import tracking
+from pseudovad import results, tracking
 from pseudovad.config import Config
 from pseudovad.files import claim
 from pseudovad.training.fit import fit_detector
-from pseudovad.training.loop import Callback
+from pseudovad.training.loop import HISTORY, Callback
 from pseudovad.training.method import Method
 
 
 def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
         callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """`fit_detector` inside an MLflow run: params, one metrics step per epoch, the summary, the model
-    (every tracking call is a no-op when tracking.enabled is false)."""
+    """`fit_detector` inside an MLflow run: params, one metrics step per epoch, the summary, the
+    training split as a dataset input, the model (every tracking call is a no-op when
+    tracking.enabled is false)."""
     logged: set[int] = set()
 
     def log_epoch(epoch: int, record: dict, method: Method) -> None:
@@ -41,7 +43,10 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
             tracking.set_tags({"data.fingerprint": result["fingerprint"],
                                **{f"train.resolved.{k}": v for k, v in result["runtime"].items()}})
             tracking.log_metrics({k: result.get(k) for k in ("val_psnr_mean", "seconds", "train_clips")})
-            for name in ("metrics.json", "history.jsonl"):
+            image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
+            tracking.log_dataset(f"{cfg.data.name}-training", cfg.train.cifar_root if image else (store or cfg.data.store),
+                                 result["fingerprint"], "training", clips=result["train_clips"])
+            for name in (results.METRICS, results.PROVENANCE, HISTORY):
                 if (folder / name).is_file():
                     tracking.log_artifacts(folder / name)
             tracking.log_model(folder / "model.pt")

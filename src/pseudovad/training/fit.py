@@ -3,8 +3,9 @@
 What `pseudovad train`, Ray Tune trials and retraining rounds run. Reads training videos from the frame store (or CIFAR-10 batches for the LTGPA image variant),
 trains with the method's update rule (`training.loop`), and writes into the output folder:
   model.pt          the detector alone + the config and pre-processing to rebuild it
-  metrics.json      summary: steps, final losses, validation PSNR, throughput
-  history.jsonl     one record per epoch (losses, noise norm, learning rates, clips/s)
+  metrics.json      numbers: steps, final losses, validation PSNR, throughput (a DVC metric)
+  provenance.json   what they are about: method, dataset, training fingerprint, device, model sha256
+  history.json      one record per epoch (losses, noise norm, learning rates, clips/s; a DVC plot)
   checkpoints/      last.pt / prev.pt: re-running after a kill resumes from here
 The tail (`train.val_fraction`) of every training video is held out as normal validation
 footage: its PSNR statistics are stored in model.pt as the calibration `score` uses to turn
@@ -30,7 +31,8 @@ from pseudovad.data.versioning import dvc_hash
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError, TrainingError
 from pseudovad.evaluation.streaming import Detector
-from pseudovad.files import claim, staged_outputs, write_json
+from pseudovad import results
+from pseudovad.files import claim, sha256_file, staged_outputs
 from pseudovad.geometry import ClipGeometry
 from pseudovad.models import value_range
 from pseudovad.models.model_file import load_model, model_meta, read_model_file, save_model
@@ -40,6 +42,11 @@ from pseudovad.training.method import Method
 from pseudovad.training.methods import build_method, method_class
 
 log = logging.getLogger(__name__)
+
+# the texts of train's summary: provenance.json (`pseudovad.results`); the rest is metrics.json
+# (the runtime record's texts and flags too: amp, amp_reason, memory_format, compile)
+PROVENANCE_KEYS = ("method", "pseudo_kind", "dataset", "device", "amp", "amp_reason", "memory_format", "compile",
+                   "fingerprint", "model", "model_sha256")
 
 
 def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDataset | None, str]:
@@ -129,12 +136,10 @@ def warm_start(method: Method, init: str, device: torch.device, cfg: Config | No
 
 
 def finished_outputs(cfg: Config, out: Path, steps: int, fingerprint: str) -> dict[str, Any] | None:
-    """metrics.json of `out` if model.pt and metrics.json there are this training's result
-    (same params, same training data, same number of steps), else None."""
-    import json
-
+    """The results (metrics.json + provenance.json) of `out` if model.pt and they are this
+    training's (same params, same training data, same number of steps), else None."""
     try:
-        summary = json.loads((out / "metrics.json").read_text())
+        summary = results.read(out)
         meta = read_model_file(out / "model.pt")["meta"]
     except (OSError, ValueError, DataError):
         return None
@@ -147,8 +152,8 @@ def finished_outputs(cfg: Config, out: Path, steps: int, fingerprint: str) -> di
 
 def fit_detector(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
                  callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Train, calibrate on the validation tail, write model.pt and metrics.json into `out`
-    (default `train.out`), together; `callbacks` run after every epoch. Returns the summary,
+    """Train, calibrate on the validation tail, write model.pt, metrics.json and provenance.json
+    into `out` (default `train.out`), together; `callbacks` run after every epoch. Returns the summary,
     the model path and the per-epoch history. `out` is claimed for the whole run (one trainer
     per folder: checkpoints are not shared). A re-run of a finished training rewrites nothing."""
     out = Path(out or cfg.train.out)
@@ -192,8 +197,8 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
     result = fit(cfg, method, train_set, out, cbs, progress)
     if not trained:
         kept = finished_outputs(cfg, out, result["steps"], fingerprint)
-        if kept is not None:   # re-run of a finished training: its model.pt and metrics.json stand
-            log.info("%s: training finished already; model.pt and metrics.json kept", out)
+        if kept is not None:   # re-run of a finished training: its model.pt and results stand
+            log.info("%s: training finished already; model.pt, metrics.json and provenance.json kept", out)
             return {**kept, "model": str(out / "model.pt"), "history": result["history"],
                     "runtime": result["runtime"]}
     model = method.predictor()
@@ -215,6 +220,7 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
         "dataset": cfg.data.name, "steps": result["steps"], "epochs": result["epochs"],
         "train_clips": len(train_set), "val_psnr_mean": float(val_psnr.mean()) if val_psnr.size else None,
         "seconds": round(time.perf_counter() - t0, 2), "device": str(device), "fingerprint": fingerprint,
+        "model": str(out / "model.pt"),
         **result["runtime"],   # amp, memory format, threads, loader workers, compile: as resolved
         **{k: v for k, v in final.items() if k not in ("epoch", "step")},
     }
@@ -222,5 +228,6 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
         summary["best_epoch"] = best["epoch"]
     with staged_outputs(out, "train") as stage:     # model.pt and its summary change together
         save_model(stage / "model.pt", model, meta)
-        write_json(stage / "metrics.json", summary)
-    return {**summary, "model": str(out / "model.pt"), "history": result["history"], "runtime": result["runtime"]}
+        summary["model_sha256"] = sha256_file(stage / "model.pt")   # the bytes model.pt will have
+        summary = results.write(stage, summary, PROVENANCE_KEYS)
+    return {**summary, "history": result["history"], "runtime": result["runtime"]}

@@ -146,6 +146,9 @@ def _first(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+HISTORY = "history.json"
+
+
 def _extras(batch: Any) -> dict[str, torch.Tensor]:
     """What a dataset built with the method's lookahead adds to each batch: the windows' reach
     (`Method.train_step`); nothing for plain clip batches."""
@@ -163,7 +166,7 @@ def epoch_record(sums: dict[str, float], counts: dict[str, int]) -> dict[str, fl
 def _read_history(path: Path, before_epoch: int) -> list[dict]:
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = json.loads(path.read_text())
     return [r for r in rows if r["epoch"] < before_epoch]
 
 
@@ -172,7 +175,8 @@ def fit(cfg: Config, method: Method, dataset: Dataset, out: Path, callbacks: lis
     """Train `method` on `dataset` for cfg.train.epochs (or max_steps); resumable from out/checkpoints."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoints" / "last.pt"
-    history_path = out / "history.jsonl"
+    # a JSON list (what `dvc plots` renders), rewritten whole each epoch: a few hundred records at most
+    history_path = out / HISTORY
     phash = checkpoint.params_hash(cfg.to_dict())
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(dataset)
@@ -236,7 +240,7 @@ def fit(cfg: Config, method: Method, dataset: Dataset, out: Path, callbacks: lis
         for cb in callbacks or []:
             cb(epoch, record, method)
         history.append(record)
-        write_text(history_path, "".join(json.dumps(r) + "\n" for r in history))
+        write_text(history_path, json.dumps(history, indent=1) + "\n")
         log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in record.items()
                                                        if isinstance(v, float)))
         state.update({"epoch": epoch + 1, "batch": 0, "sums": {}, "counts": {}, "clips": 0, "seconds": 0.0})

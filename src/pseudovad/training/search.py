@@ -12,7 +12,8 @@ Writes to the output folder (`tune.out`):
   best_params.yaml  the base params with the best trial's values: `pseudovad train -P` takes it
   best_model.pt     the best trial's detector at its best validation epoch
   results.csv       one row per trial: values, outcome (completed / stopped_early / error), AUCs, error
-  metrics.json      best trial, validation and test AUC, counts (a DVC metric; written last)
+  metrics.json      validation and test AUC, counts of trials (numbers; written last)
+  provenance.json   the best trial and its values, the video split, the errors (`pseudovad.results`)
   search/           Ray Tune's experiment folder: a re-run with the same params restores it
   trials/<id>/      each trial's train output (checkpoints, history, best_model.pt)
 MLflow: one parent run per invocation (best values as `best.<key>` params, test AUC, the files
@@ -36,6 +37,7 @@ import numpy as np
 import yaml
 
 from pseudovad import config as config_mod
+from pseudovad import results
 from pseudovad.config import Config
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import ConfigError, TrainingError
@@ -134,7 +136,7 @@ def _restorable(out: Path, key: str) -> bool:
     log.warning("%s holds a search made with other params (or an unfinished start): starting a new search", exp)
     shutil.rmtree(exp)
     shutil.rmtree(out / TRIALS, ignore_errors=True)
-    for name in ("best_params.yaml", BEST_MODEL, "metrics.json", "results.csv"):  # the old search's verdict
+    for name in ("best_params.yaml", BEST_MODEL, results.METRICS, results.PROVENANCE, "results.csv"):  # the old verdict
         (out / name).unlink(missing_ok=True)
     return False
 
@@ -321,6 +323,10 @@ def _close_children(parent_run_id: str, experiment_id: str, rows: list[dict[str,
 # ----------------------------------------------------------------------------------------------
 # The search
 
+# the texts of the search's summary: provenance.json (`pseudovad.results`); the rest is metrics.json
+PROVENANCE_KEYS = ("best_trial", "best_config", "val_videos", "test_videos", "search", "scheduler", "restored",
+                   "errors", "method", "dataset", "mlflow_parent_run_id")
+
 def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
     """The search (module doc) inside an MLflow parent run; returns metrics.json's summary plus
     `out` and `best_params`."""
@@ -369,8 +375,8 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                         max_concurrent_trials=tu.max_concurrent or None, reuse_actors=True),
                     run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out), verbose=1,
                                               failure_config=tune.FailureConfig(max_failures=tu.max_failures)))
-            results = tuner.fit()
-            rows = trial_rows(results, dims, tu.max_epochs, trial_statuses(out / EXPERIMENT), out / TRIALS)
+            grid = tuner.fit()   # not `results`: that is the module
+            rows = trial_rows(grid, dims, tu.max_epochs, trial_statuses(out / EXPERIMENT), out / TRIALS)
             unfinished = [r["trial_id"] for r in rows if r["outcome"] == "unfinished"]
             if unfinished:  # Ctrl-C: Tune saved the experiment and returned early
                 write_text(out / "results.csv", results_csv(rows))
@@ -388,7 +394,7 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
             best = max(scored, key=lambda r: r["best_val_auc"])   # ties: the first trial created
             best_model = out / TRIALS / best["trial_id"] / BEST_MODEL
             test = evaluate_held_out(best_model, fs, held, cfg)
-            # the verdict (results.csv, best_model.pt, best_params.yaml, metrics.json) changes together
+            # the verdict (results.csv, best_model.pt, best_params.yaml, metrics.json, provenance.json) changes together
             stage = stack.enter_context(staged_outputs(out, "tune"))
             write_text(stage / "results.csv", results_csv(rows))
             shutil.copyfile(best_model, stage / BEST_MODEL)
@@ -417,9 +423,9 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                                    **{f"best.{k}": json.dumps(v) for k, v in overrides.items()}})
                 tracking.log_metrics({k: summary[k] for k in ("best_val_auc", "test_auc", "test_auc_macro", "test_eer",
                                                               "trials", "completed", "stopped_early", "errored")})
-            write_json(stage / "metrics.json", summary)
+            summary = results.write(stage, summary, PROVENANCE_KEYS)
             stack.close()   # commit
             if parent is not None:
-                for name in ("best_params.yaml", "results.csv", "metrics.json"):
+                for name in ("best_params.yaml", "results.csv", results.METRICS, results.PROVENANCE):
                     tracking.log_artifacts(out / name)
     return {**summary, "out": str(out), "best_params": str(out / "best_params.yaml")}
