@@ -268,6 +268,32 @@ def test_version_page_decides(world):
     assert [i.dataset.digest for i in tr.inputs.dataset_inputs] == [results.read(world["trained"]["cfg"].train.out)["fingerprint"][:16]]
 
 
+def test_runs_of_one_pipeline_run_share_one_parent(world, monkeypatch):
+    """The stages `dvc exp run` runs for one experiment (DVC_EXP_NAME), or those given one
+    PSEUDOVAD_PIPELINE_RUN (e.g. a Kubeflow run id), are children of one parent run, named after
+    the method and its settings (and the experiment); another key, another parent."""
+    c = _client(world["uri"])
+    cfg = config_mod.with_values(world["best"]["cfg"], {"pseudo.lam": 0.25})
+    monkeypatch.delenv(tracking.PIPELINE_ENV, raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-pump")
+    with tracking.run(cfg, "train") as a:
+        pass
+    with tracking.run(cfg, "evaluate") as b:
+        pass
+    ra, rb = c.get_run(a.info.run_id), c.get_run(b.info.run_id)
+    parent = ra.data.tags["mlflow.parentRunId"]
+    assert rb.data.tags["mlflow.parentRunId"] == parent and rb.data.tags["dvc.exp_name"] == "brisk-pump"
+    assert (ra.info.run_name, rb.info.run_name) == ("train-ltgpa-learned-λ0.25-p0.5", "evaluate-ltgpa-learned-λ0.25-p0.5")
+    p = c.get_run(parent)
+    assert p.info.run_name == "ltgpa-learned-λ0.25-p0.5 (brisk-pump)" and p.info.status == "FINISHED"
+    assert p.data.tags["pseudovad.pipeline_run"] == "dvc-exp-brisk-pump"
+    monkeypatch.setenv(tracking.PIPELINE_ENV, "kfp-run-7")
+    with tracking.run(cfg, "register") as r:
+        pass
+    other = c.get_run(r.info.run_id).data.tags["mlflow.parentRunId"]
+    assert other != parent and c.get_run(other).data.tags["pseudovad.pipeline_run"] == "kfp-run-7"
+
+
 def sub_video(cfg) -> str:
     from pseudovad.data.store import FrameStore
 

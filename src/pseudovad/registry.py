@@ -356,9 +356,14 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         c = tracking.client()
         exp = tracking.experiment_id(cfg)
         tracking.log_metrics({k: ev.get(k) for k in METRIC_KEYS})
-        test_set = tracking.log_dataset(f"{ev.get('dataset', cfg.data.name)}-testing", ev.get("store") or "unknown",
-                                        fp, "testing", videos=ev.get("video_ids"), frames=ev.get("frames"))
         ev_run = _evaluation_run(c, exp, cand)
+        # the test set as the evaluate run logged it (with its DVC hash), else from the provenance
+        logged_sets = [i.dataset for i in (ev_run.inputs.dataset_inputs if ev_run is not None else [])
+                       if i.dataset.digest == fp[:16]]
+        test_set = logged_sets[0] if logged_sets else tracking.dataset(
+            f"{ev.get('dataset', cfg.data.name)}-testing", ev.get("store") or ".", fp,
+            videos=ev.get("video_ids"), frames=ev.get("frames"))
+        tracking.log_dataset(test_set, "testing")
         if ev_run is not None:
             tracking.set_tags({"evaluate_run_id": ev_run.info.run_id})
         _ensure_registered_model(c, cfg, name)

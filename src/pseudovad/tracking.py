@@ -570,52 +570,47 @@ def log_model(model_path: str | Path, meta: dict[str, Any] | None = None, name: 
 # ----------------------------------------------------------------------------------------------
 # Datasets: what a run trained or was evaluated on
 
-def data_version(store: str | Path) -> str | None:
-    """The DVC hash of the frame store folder (the data version `dvc.lock` records), when known.
-
-    SWITCH HERE to the DVC hash function of pseudovad.data (issue #20); until it lands the
-    datasets carry the frame store's own fingerprints only, and this returns None.
-    """
-    return None
-
-
 def dataset(name: str, source: str | Path, fingerprint: str, **profile: Any):
     """An MLflow dataset (metadata only: the frames stay in the store) named `name`, its digest the
-    fingerprint's head; `profile` (shown in the run's dataset panel) holds the full fingerprint,
-    the DVC hash, the git commit and what else is given."""
+    fingerprint's head; its profile (the run page's dataset panel) holds the full fingerprint, the
+    git commit and `profile` (the DVC hash of the store: `dvc_md5`, videos, frames …)."""
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource, S3ArtifactDatasetSource
 
     where = str(source)
     origin = S3ArtifactDatasetSource(where) if where.startswith("s3://") else \
         LocalArtifactDatasetSource(str(Path(where).resolve()))
+    info = {k: v for k, v in {"fingerprint": fingerprint, "git_commit": results.git("rev-parse", "HEAD"),
+                              **profile}.items() if v is not None}
 
     class FrameStoreDataset(MetaDataset):
-        def __init__(self, info: dict[str, Any]):
-            self._info = info
-            super().__init__(origin, name=name, digest=fingerprint[:16])
-
         @property
         def profile(self) -> dict[str, Any]:
-            return self._info
+            return info
 
         def to_dict(self) -> dict[str, str]:
-            return {**super().to_dict(), "profile": json.dumps(self._info)}
+            return {**super().to_dict(), "profile": json.dumps(info)}
 
-    info = {"fingerprint": fingerprint, "dvc_md5": data_version(source),
-            "git_commit": results.git("rev-parse", "HEAD"), **profile}
-    return FrameStoreDataset({k: v for k, v in info.items() if v is not None})
+    return FrameStoreDataset(origin, name=name, digest=fingerprint[:16])
 
 
-def log_dataset(name: str, source: str | Path, fingerprint: str, context: str, **profile: Any):
-    """Record the data of the active run as an MLflow dataset input (`dataset`), with the
-    fingerprint, DVC hash and git commit also as input tags; returns the dataset (or None)."""
-    if not _active:
-        return None
+# the dataset profile entries that are also input tags (searchable, shown beside the dataset)
+DATASET_TAGS = ("fingerprint", "dvc_md5", "evaluation_version", "git_commit")
+
+
+def log_dataset(ds, context: str) -> None:
+    """`ds` (from `dataset`, or a dataset another run logged) as an input of the active run, its
+    fingerprint, DVC hash and git commit also as input tags."""
+    if not _active or ds is None:
+        return
     import mlflow
+    from mlflow.entities import DatasetInput, InputTag
 
-    ds = dataset(name, source, fingerprint, **profile)
-    tags = {k: str(v) for k, v in ds.profile.items() if k in ("fingerprint", "dvc_md5", "git_commit")}
-    with errors(f"MLflow log_input {name}", _active[-1]["uri"]):
-        mlflow.log_input(ds, context=context, tags=tags)
-    return ds
+    profile = ds.profile if isinstance(ds.profile, dict) else json.loads(ds.profile or "{}")
+    tags = {k: str(profile[k]) for k in DATASET_TAGS if profile.get(k) is not None}
+    with errors(f"MLflow log_input {ds.name}", _active[-1]["uri"]):
+        if hasattr(ds, "_to_mlflow_entity"):
+            mlflow.log_input(ds, context=context, tags=tags)
+        else:                                   # an mlflow.entities.Dataset
+            tags["mlflow.data.context"] = context
+            client().log_inputs(active_run_id(), [DatasetInput(ds, [InputTag(k, v) for k, v in tags.items()])])

@@ -58,6 +58,17 @@ def _evaluate(cfg: Config, model_ref: str, local: Path, sha256: str, store: str 
 TRACKING_KEYS = ("store", "mlflow_run_id")
 
 
+def test_dataset(result: dict[str, Any]):
+    """The evaluated test set as an MLflow dataset: its fingerprint (the DVC version of the labelled
+    test split alone, `versioning.evaluation_version`, as `_evaluate` computed it) and the DVC hash
+    of the whole frame store (`dvc_md5`, what dvc.lock records for it)."""
+    from pseudovad.data import versioning
+
+    store = result["store"]
+    return tracking.dataset(f"{result['dataset']}-testing", store, result["fingerprint"],
+                            dvc_md5=versioning.dvc_hash(store), videos=result["video_ids"], frames=result["frames"])
+
+
 # --- MLflow tracking (pseudovad.tracking; every call is a no-op when tracking.enabled is false) ---
 def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameStore | None = None,
         out: str | Path | None = None, videos: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
@@ -85,9 +96,9 @@ def run(cfg: Config, model: str | Path | None = None, store: str | Path | FrameS
                                "train_fingerprint": result.get("train_fingerprint")})
             numbers = {k: v for k, v in result.items() if results.finite(v)}   # metrics.json's top-level numbers
             tracking.log_metrics(numbers)
-            test_set = tracking.log_dataset(f"{result['dataset']}-testing", result["store"], result["fingerprint"],
-                                            "testing", videos=result["video_ids"], frames=result["frames"])
-            if test_set is not None:
+            if tracking.active_run_id():
+                test_set = test_dataset(result)
+                tracking.log_dataset(test_set, "testing")
                 with tracking.errors("MLflow search_logged_models"):
                     logged = registry.find_logged_model(cfg, sha)
                 if logged:

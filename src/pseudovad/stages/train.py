@@ -43,14 +43,25 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
             tracking.set_tags({"data.fingerprint": result["fingerprint"],
                                **{f"train.resolved.{k}": v for k, v in result["runtime"].items()}})
             tracking.log_metrics({k: result.get(k) for k in ("val_psnr_mean", "seconds", "train_clips")})
-            image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
-            tracking.log_dataset(f"{cfg.data.name}-training", cfg.train.cifar_root if image else (store or cfg.data.store),
-                                 result["fingerprint"], "training", clips=result["train_clips"])
+            if tracking.active_run_id():
+                tracking.log_dataset(training_dataset(cfg, store, result), "training")
             for name in (results.METRICS, results.PROVENANCE, HISTORY):
                 if (folder / name).is_file():
                     tracking.log_artifacts(folder / name)
             tracking.log_model(folder / "model.pt")
     return result
+
+
+def training_dataset(cfg: Config, store: str | Path | None, result: dict[str, Any]):
+    """The training data as an MLflow dataset: its fingerprint and the DVC hash of the frame store."""
+    if cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image":
+        return tracking.dataset(f"{cfg.data.name}-training", cfg.train.cifar_root, result["fingerprint"],
+                                clips=result["train_clips"])
+    from pseudovad.data import versioning
+
+    store = store or cfg.data.store
+    return tracking.dataset(f"{cfg.data.name}-training", store, result["fingerprint"],
+                            dvc_md5=versioning.dvc_hash(store), clips=result["train_clips"])
 
 
 def add_arguments(p) -> None:
