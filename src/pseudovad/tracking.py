@@ -19,8 +19,10 @@ a `dvc exp run`, a Kubeflow run, a retraining round) are children of one parent 
 the method and its key settings (`ltgpa-learned-λ0.1-p0.5`), found by the pipeline run's key
 (`PSEUDOVAD_PIPELINE_RUN`, else the DVC experiment name) or, without one, by the model file they
 share (train tags its parent with the model's sha256; evaluate and register look it up). Runs
-opened inside another run (a retraining round, a tune search) are its children instead. HTTP retries are capped (see `_HTTP_DEFAULTS`) so an
-unreachable server fails in seconds; set the MLFLOW_HTTP_REQUEST_* variables to override.
+opened inside another run (a retraining round, a tune search) are its children instead.
+
+HTTP retries are capped (see `_HTTP_DEFAULTS`) so an unreachable server fails in seconds; set the
+MLFLOW_HTTP_REQUEST_* variables to override.
 
 Mid-run metric logging (`log_epoch`, `log_metrics`) only warns when the server drops out: a
 long training run is not killed by a tracking hiccup. Starting a run, artifacts and models raise.
