@@ -302,12 +302,14 @@ def test_evaluate_refuses_a_too_short_test_video_before_scoring_anything(tmp_pat
 # ----------------------------------------------------------------------------------------------
 # 7. Runs left RUNNING
 
-def _runs(uri: str) -> dict[str, tuple[str, dict]]:
+def _runs(uri: str, parents: bool = False) -> dict[str, tuple[str, dict]]:
+    """The stage runs (or, `parents`, the pipeline runs they are children of) by id: (status, tags)."""
     from mlflow import MlflowClient
 
     c = MlflowClient(tracking_uri=uri)
     exps = [e.experiment_id for e in c.search_experiments()]
-    return {r.info.run_id: (r.info.status, r.data.tags) for r in c.search_runs(exps)}
+    return {r.info.run_id: (r.info.status, r.data.tags) for r in c.search_runs(exps)
+            if (r.data.tags.get("pseudovad.stage") == "pipeline") == parents}
 
 
 def _wait(what, pred, timeout=300.0):
@@ -349,6 +351,11 @@ def test_a_killed_train_never_leaves_its_run_running(tmp_path):
     assert runs[killed][0] == "KILLED" and "pseudovad.closed" in runs[killed][1]
     (other,) = set(runs) - {killed}
     assert runs[other][0] == "KILLED" and "pseudovad.closed" not in runs[other][1]
+    # each train started a pipeline run of its own (no pipeline key): neither is left RUNNING,
+    # the SIGKILLed one's closed by the next train, the SIGTERMed one's closed by itself
+    parents = _runs(cfg.tracking.uri, parents=True)
+    assert {runs[r][1]["mlflow.parentRunId"] for r in runs} == set(parents)
+    assert {status for status, _ in parents.values()} == {"KILLED"}, parents
 
 
 # ----------------------------------------------------------------------------------------------

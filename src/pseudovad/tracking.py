@@ -318,7 +318,9 @@ def out_tag(out: str | Path) -> dict[str, str]:
 def close_stale_runs(cfg, stage: str, out: str | Path) -> list[str]:
     """Mark KILLED the runs of `stage` into `out` still RUNNING: their process died without closing
     them (SIGKILL, power loss). Call while holding `files.claim(out)`: no live process writes
-    there then, so every such run is stale. Returns their ids."""
+    there then, so every such run is stale. Their pipeline parent run, left RUNNING by the same
+    kill, is closed KILLED too (a later stage of that pipeline run sets it RUNNING again). Returns
+    the stage runs' ids."""
     if not cfg.tracking.enabled:
         return []
     uri = configure(cfg)
@@ -328,10 +330,16 @@ def close_stale_runs(cfg, stage: str, out: str | Path) -> list[str]:
         exp = experiment_id(cfg)
         found = c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.`pseudovad.stage` = '{stage}'",
                               max_results=1000)
-        stale = [r.info.run_id for r in found if r.data.tags.get(OUT_TAG) == where]
+        stale_runs = [r for r in found if r.data.tags.get(OUT_TAG) == where]
+        stale = [r.info.run_id for r in stale_runs]
         for run_id in stale:
             c.set_tag(run_id, "pseudovad.closed", "left RUNNING by a killed process; closed by the next run in its folder")
             c.set_terminated(run_id, "KILLED")
+        for parent_id in {r.data.tags.get("mlflow.parentRunId") for r in stale_runs} - {None}:
+            parent = c.get_run(parent_id)
+            if parent.info.status == "RUNNING" and parent.data.tags.get("pseudovad.stage") == PIPELINE:
+                c.set_tag(parent_id, "pseudovad.closed", f"its {stage} run was killed; closed by the next {stage} in {where}")
+                c.set_terminated(parent_id, "KILLED")
     for run_id in stale:
         log.info("closed MLflow run %s (%s in %s): its process was killed", run_id, stage, where)
     return stale
