@@ -15,7 +15,6 @@ synthetic test split.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import _speed
+
+from pseudovad import results
 
 ROOT = _speed.REPO
 
@@ -62,8 +63,8 @@ def main() -> int:
             line = cli(["train", "-p", f"seed={seed}", "-p", f"train.amp={amp}", "--out", f"runs/{run}/train"], work, a.threads)
             secs = time.perf_counter() - t0
             cli(["evaluate", "--model", f"runs/{run}/train/model.pt", "--out", f"runs/{run}/evaluate"], work, a.threads)
-            tm = json.loads((work / f"runs/{run}/train/metrics.json").read_text())
-            ev = json.loads((work / f"runs/{run}/evaluate/metrics.json").read_text())
+            tm = results.read(work / f"runs/{run}/train")       # metrics.json + provenance.json
+            ev = results.read(work / f"runs/{run}/evaluate")
             row[amp] = {"auc_micro": ev["auc_micro"], "auc_macro": ev["auc_macro"], "steps": tm["steps"],
                         "amp": tm["amp"], "memory_format": tm["memory_format"], "train_s": round(secs, 1),
                         "final_loss_f_normal": tm.get("loss_f_normal")}

@@ -1,7 +1,7 @@
 """What LTGPA's pseudo anomalies look like on Ped2, from trained runs: the evidence figures.
 
 For each training folder given (train.out of a ped2_seeds.py / ped2_explore.py run), reads
-  history.jsonl          the noise norm mean‖ΔX‖² and mean|ΔX| per epoch (the LTGPA paper's
+  history.json           the noise norm mean‖ΔX‖² and mean|ΔX| per epoch (the LTGPA paper's
                          Fig. 8 quantity) and F's losses on normal and pseudo batches;
   checkpoints/last.pt    F and, for `learned`, G (model.pt holds F alone);
 and on a fixed sample of training clips draws, for the scored (9th) frame: the clip X, the noise
@@ -50,7 +50,10 @@ def main() -> int:
         name = run.parent.name if run.name == "train" else run.name
         meta = read_model_file(run / "model.pt")["meta"]
         cfg = config_mod.from_dict(meta["config"])
-        hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+        if (run / "history.json").is_file():     # a JSON list (what the training loop writes)
+            hist = json.loads((run / "history.json").read_text())
+        else:                                     # runs trained before history.json: JSON lines
+            hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
         curves[name] = hist
         if cfg.pseudo.kind == "none":
             continue

@@ -151,9 +151,13 @@ def timed_run(cwd: Path, stage: str, tree: dict, kwargs: dict) -> float:
 
 
 def metrics_model(folder: Path) -> str | None:
+    """The model the folder's results are about (provenance.json's `model`), or None."""
+    from pseudovad import results
+    from pseudovad.errors import DataError
+
     try:
-        return json.loads((folder / "metrics.json").read_text()).get("model")
-    except (OSError, ValueError):
+        return results.read(folder).get("model")
+    except (OSError, ValueError, DataError):
         return None
 
 
@@ -161,10 +165,11 @@ def metrics_model(folder: Path) -> str | None:
 # The two loops of tests/test_faults.py and benchmarks/reliability.py
 
 SMALL_MODEL = {"ltgpa": {"width": [4, 4, 4, 4], "g_width": [4, 4, 4]}}
-EVALUATE_OUTPUTS = ["metrics.json", "plots", "roc.csv", "scores.csv"]
-EVALUATE_COMMIT_STEPS = 7   # staged, journal written, metrics.json, old plots/ aside, plots/, roc.csv, scores.csv
-TRAIN_OUTPUTS = ["metrics.json", "model.pt"]
-TRAIN_COMMIT_STEPS = 4      # staged, journal written, metrics.json, model.pt
+EVALUATE_OUTPUTS = ["metrics.json", "plots", "provenance.json", "roc.csv", "scores.csv"]
+# staged, journal written, metrics.json, old plots/ aside, plots/, provenance.json, roc.csv, scores.csv
+EVALUATE_COMMIT_STEPS = 8
+TRAIN_OUTPUTS = ["metrics.json", "model.pt", "provenance.json"]
+TRAIN_COMMIT_STEPS = 5      # staged, journal written, metrics.json, model.pt, provenance.json
 
 
 def identify(out: Path, refs: dict[str, dict[str, str]], names: list[str], ignore=None) -> Callable[[bool], str]:

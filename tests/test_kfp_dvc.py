@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pseudovad import config as config_mod
+from pseudovad import results
 from pseudovad.data.store import FrameStore
 from pseudovad.data.versioning import dvc_hash
 from pseudovad.storage import configure_dvc_remote
@@ -109,7 +110,7 @@ def test_extract_step_shares_one_dvc_remote_with_the_laptop(laptop, mlflow_serve
     assert meta["data_version"] == v1 == dvc_hash(run / steps["extract"] / "store")
     assert meta["videos"] == {"testing": 2, "training": 2}
     same_tree(laptop / "data/store", run / steps["extract"] / "store")
-    evaluation = json.loads((run / steps["evaluate"] / "evaluation" / "metrics.json").read_text())
+    evaluation = results.read(run / steps["evaluate"] / "evaluation")   # metrics.json + provenance.json
     assert evaluation["fingerprint"] == meta["evaluation_version"]
     decision = _artifact(run, steps["register"], "decision")["metadata"]
     version = MlflowClient(tracking_uri=mlflow_server).get_model_version(decision["model_name"], decision["version"])

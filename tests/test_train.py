@@ -14,6 +14,7 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from pseudovad import config as config_mod
+from pseudovad import results
 from pseudovad.errors import TrainingError
 from pseudovad.models.autoencoder2d import ImageAutoencoder, ImageNoiseGenerator
 from pseudovad.models.autoencoder3d import VideoAutoencoder, VideoNoiseGenerator
@@ -278,7 +279,7 @@ def test_bf16_autocast_option_trains(tiny_store):
     cfg = _tiny_train_cfg(tiny_store, epochs=1, max_steps=3, amp="bf16", memory_format="channels_last")
     s = train.run(cfg, progress=False)
     assert s["steps"] == 3 and s["loss_f_normal" if "loss_f_normal" in s else "loss_f_pseudo"] > 0
-    metrics = json.loads((tiny_store / "train/metrics.json").read_text())
+    metrics = results.read(tiny_store / "train")   # amp, memory_format: provenance.json; threads: metrics.json
     assert (metrics["amp"], metrics["memory_format"], metrics["threads"]) == ("bf16", "channels_last", torch.get_num_threads())
     # weights, BN statistics and optimiser state stay fp32 under autocast: in model.pt and in the checkpoint
     blob = torch.load(tiny_store / "train/model.pt", weights_only=True)

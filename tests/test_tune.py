@@ -354,12 +354,12 @@ def test_rerun_restores_the_finished_search(searched, data):
     from pseudovad.stages import tune as stage
 
     out = searched["out"]
-    before = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/history.jsonl")}
+    before = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/history.json")}
     cfg = config_mod.load(searched["params"], ["tracking.enabled=false"])
     s = stage.run(cfg)
     assert s["restored"] is True
     assert {r["trial_id"] for r in searched["rows"]} == {r["trial_id"] for r in csv.DictReader((out / "results.csv").open())}
-    assert {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/history.jsonl")} == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/history.json")} == before
     assert s["best_trial"] == searched["metrics"]["best_trial"] and s["test_auc"] == pytest.approx(searched["metrics"]["test_auc"])
 
 
@@ -399,7 +399,7 @@ def test_search_on_a_two_node_cluster_uses_both_nodes_and_brings_results_back(cl
     assert {row["node_id"] for row in rows} == {cluster.nodes["head"], cluster.nodes["worker"]}
     for row in rows:   # the trial's own record agrees with what Tune reported
         assert json.loads((out / "trials" / row["trial_id"] / "trial.json").read_text())["node_id"] == row["node_id"]
-    m = json.loads((out / "metrics.json").read_text())
+    m = results.read(out)
     assert m["trials"] == 2 and m["completed"] == 2 and m["test_videos"] == ["01", "03"]
     meta = read_model_file(out / "best_model.pt")["meta"]
     assert meta["tune"]["trial_id"] == m["best_trial"]

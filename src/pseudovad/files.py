@@ -236,7 +236,7 @@ def staged_outputs(folder: str | Path, what: str = "outputs") -> Iterator[Path]:
     """Yield a staging folder inside `folder`: every file or folder the block writes at its top
     level replaces the entry of the same name in `folder`, all of them together, when the block
     succeeds; if it fails (or the process dies) the old outputs stay as they were. Entries of
-    `folder` the block does not write (checkpoints/, history.jsonl) are kept; hidden entries of
+    `folder` the block does not write (checkpoints/, history.json) are kept; hidden entries of
     the staging folder (".work") are scratch, never committed. The folder is claimed (`claim`)
     for the block."""
     folder = Path(folder)
