@@ -765,9 +765,15 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     (run_id,) = {r.data.tags.get("kfp.run_id") for r in runs}
     assert run_id and "{{" not in run_id
     for r in runs:
+        assert r.data.tags["git.commit"] == build.source_commit().removesuffix("-dirty")
+        if r.data.tags["pseudovad.stage"] == "pipeline":   # the parent spans steps: made by the first (train)
+            continue
         cuda = r.data.tags["pseudovad.stage"] in ("tune", "tune-trial", "train")
         assert r.data.tags["kfp.image"] == (image.CUDA_IMAGE if cuda else image.IMAGE)
-        assert r.data.tags["git.commit"] == build.source_commit().removesuffix("-dirty")
+    # train, evaluate and register of this Kubeflow run are children of one parent run (#16)
+    (parent,) = {r.data.tags.get("mlflow.parentRunId") for r in runs
+                 if r.data.tags["pseudovad.stage"] in ("train", "evaluate", "register")}
+    assert {r.info.run_id for r in runs if r.data.tags["pseudovad.stage"] == "pipeline"} == {parent}
 
 
 @pytest.mark.integration
