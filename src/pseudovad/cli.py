@@ -57,15 +57,20 @@ def _stage_module(name: str) -> ModuleType | None:
         raise
 
 
-def build_parser(stages: list[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
-    """The full parser, with the arguments of `stages` (default: all, which imports every stage's
-    module); the other stages get a subcommand with the common options only."""
-    common = _common()
+def _root(common: argparse.ArgumentParser) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """`pseudovad` and its STAGE subcommands (both passes build their parser on it)."""
     parser = argparse.ArgumentParser(
         prog="pseudovad", parents=[common],
         description="Video anomaly detection from normal footage with pseudo anomalies (LTGPA, MAE-NCT).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    return parser, parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+
+
+def build_parser(stages: list[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The full parser, with the arguments of `stages` (default: all, which imports every stage's
+    module); the other stages get a subcommand with the common options only."""
+    common = _common()
+    parser, sub = _root(common)
     modules = {}
     for name, help_text in STAGES.items():
         if stages is None or name in stages:
@@ -84,11 +89,7 @@ def _first_pass(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The stage and the common options, without importing any stage (the stages' own
     arguments are left over). `pseudovad --help` is answered here."""
     common = _common()
-    parser = argparse.ArgumentParser(
-        prog="pseudovad", parents=[common],
-        description="Video anomaly detection from normal footage with pseudo anomalies (LTGPA, MAE-NCT).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    parser, sub = _root(common)
     for name, help_text in STAGES.items():
         # the stage's own -h/--help is answered by the full parser, with the stage's arguments
         sub.add_parser(name, parents=[common], help=help_text, add_help=False)
