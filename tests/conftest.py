@@ -58,6 +58,17 @@ def tiny(tmp_path):
     return tiny_cfg(tmp_path)
 
 
+@pytest.fixture
+def tiny_store(tmp_path):
+    """The tiny synthetic footage synthesized and extracted into tmp_path (returned)."""
+    from pseudovad.stages import extract, synthesize
+
+    cfg = tiny_cfg(tmp_path)
+    synthesize.run(cfg)
+    extract.run(cfg, progress=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")

@@ -17,7 +17,7 @@ from pseudovad.evaluation.report import describe_model, format_table, table
 from pseudovad.models.autoencoder3d import VideoAutoencoder
 from pseudovad.pseudo.patch import BORDER, MIN_SIDE, PatchMaker
 from pseudovad.pseudo.skip import SkipFrames
-from pseudovad.stages import extract, synthesize, train
+from pseudovad.stages import train
 from pseudovad.training import search_space
 from pseudovad.training.loop import epoch_record
 from pseudovad.training.ltgpa import LTGPAMethod, max_error
@@ -32,14 +32,6 @@ def method(kind, p=1.0, pseudo_loss="reconstruct_normal", **pseudo):
         "train": {"lr": 1e-3, "pseudo_loss": pseudo_loss}}))
     torch.manual_seed(0)
     return LTGPAMethod(cfg, torch.device("cpu"))
-
-
-@pytest.fixture
-def tiny_store(tmp_path):
-    cfg = tiny_cfg(tmp_path)
-    synthesize.run(cfg)
-    extract.run(cfg, progress=False)
-    return tmp_path
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pseudovad.models.autoencoder2d import ImageAutoencoder, ImageNoiseGenerator
 from pseudovad.models.autoencoder3d import VideoAutoencoder, VideoNoiseGenerator
 from pseudovad.models.model_file import load_model
 from pseudovad.pseudo.noise import apply_noise
-from pseudovad.stages import extract, synthesize, train
+from pseudovad.stages import train
 from pseudovad.training.ltgpa import LTGPAMethod
 from tests.conftest import tiny_cfg
 
@@ -151,14 +151,6 @@ def test_output_shape_equals_input_for_accepted_sizes(size):
 def _tiny_train_cfg(tmp_path, **train_kw):
     return tiny_cfg(tmp_path, **SMALL, train={"out": str(tmp_path / "train"), "epochs": 2, "batch_size": 2,
                                                "lr": 2e-3, "checkpoint_every": 3, **train_kw})
-
-
-@pytest.fixture
-def tiny_store(tmp_path):
-    cfg = tiny_cfg(tmp_path)
-    synthesize.run(cfg)
-    extract.run(cfg, progress=False)
-    return tmp_path
 
 
 def test_train_end_to_end_lowers_loss_and_g_learns(tiny_store):
