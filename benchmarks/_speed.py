@@ -26,6 +26,16 @@ sys.path.insert(0, str(REPO / "src"))
 RESULTS = REPO / "benchmarks" / "results"
 
 
+def child(script: str, args: list[str]) -> dict | None:
+    """Run `script args` in a fresh Python (a contender's row or memory in its own process) and
+    return the JSON its last stdout line holds; None (stderr printed) if it failed."""
+    out = subprocess.run([sys.executable, str(Path(script).resolve()), *args], capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def load() -> list[float]:
     """1-, 5- and 15-minute load averages (what `uptime` prints)."""
     return [round(x, 2) for x in os.getloadavg()]

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 
@@ -155,14 +154,6 @@ def memory(profile: str, variant: str, name: str, device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(args: list[str]) -> dict | None:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stderr[-3000:], file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -199,14 +190,14 @@ def main() -> int:
             if a.compile:
                 cont += ["fp32/contiguous+compile", "bf16/channels_last+compile"]
             rounds = a.paper_rounds if prof == "paper" else a.rounds
-            r = _child(["--row", f"{prof}:{var}", "--device", a.device, "--rounds", str(rounds), "--threads", str(a.threads),
+            r = _speed.child(__file__, ["--row", f"{prof}:{var}", "--device", a.device, "--rounds", str(rounds), "--threads", str(a.threads),
                         "--warmup", str(a.warmup), "--contenders", ",".join(cont)])
             if r is None:
                 return 1
             if a.memory:
                 r["peak_mib"] = {}
                 for n in cont:
-                    mm = _child(["--mem", f"{prof}:{var}:{n}", "--device", a.device, "--threads", str(a.threads)])
+                    mm = _speed.child(__file__, ["--mem", f"{prof}:{var}:{n}", "--device", a.device, "--threads", str(a.threads)])
                     r["peak_mib"][n] = mm and mm["peak_mib"]
             rows.append(r)
             print_row(r, pk)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 
 import _speed
@@ -118,14 +117,6 @@ def memory(profile: str, mode: str, name: str, device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
 
 
-def _child(args: list[str]) -> dict | None:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        print(out.stderr[-3000:], file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def print_row(r: dict) -> None:
     c = r["contenders"]
     ref = c.get(REF, next(iter(c.values())))["median"]
@@ -178,12 +169,12 @@ def main() -> int:
     for prof in a.profiles.split(","):
         for mode in a.modes.split(","):
             rounds = a.paper_rounds if prof == "paper" else a.rounds
-            r = _child(["--row", f"{prof}:{mode}", "--device", a.device, "--rounds", str(rounds), "--threads", str(a.threads),
+            r = _speed.child(__file__, ["--row", f"{prof}:{mode}", "--device", a.device, "--rounds", str(rounds), "--threads", str(a.threads),
                         "--warmup", str(a.warmup), "--contenders", ",".join(names)])
             if r is None:
                 return 1
             if a.memory:
-                r["peak_mib"] = {n: (_child(["--mem", f"{prof}:{mode}:{n}", "--device", a.device, "--threads", str(a.threads)]) or {}).get("peak_mib")
+                r["peak_mib"] = {n: (_speed.child(__file__, ["--mem", f"{prof}:{mode}:{n}", "--device", a.device, "--threads", str(a.threads)]) or {}).get("peak_mib")
                                  for n in names}
             rows.append(r)
             print_row(r)
