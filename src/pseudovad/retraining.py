@@ -106,12 +106,14 @@ def warm_start_weights(cfg: Config, champion: Any = ...) -> Optional[str]:
 
 
 def plan_round(cfg: Config, store: str | Path | None = None, source: Optional[str] = None,
-               rounds: str | Path | None = None, progress: bool = False) -> Round:
+               rounds: str | Path | None = None, progress: bool = False,
+               quarantine: str | Path | None = None) -> Round:
     """Check the store, ingest what is new under `source`, and plan the round (module doc).
-    `rounds`: the folder of finished rounds (the CLI's `--out`), consulted before the registry."""
+    `rounds`: the folder of finished rounds (the CLI's `--out`), consulted before the registry;
+    `quarantine`: where rejected footage goes (default: `ingest.quarantine`)."""
     store = Path(store or cfg.data.store)
     check_store(store)
-    got = ingest_footage(cfg, source=source, store=store, progress=progress)
+    got = ingest_footage(cfg, source=source, store=store, progress=progress, quarantine=quarantine)
     fingerprint = FrameStore(store).fingerprint("training")
     champ = registry.champion(cfg)
     done, reason = already_learned(cfg, fingerprint, Path(rounds) / fingerprint[:12] if rounds else None)

@@ -137,9 +137,8 @@ def _lock(root: Path):
     return exclusive_lock(root.with_name(f".{root.name}.lock"), f"ingest on {root}")
 
 
-def _quarantine(cfg: Config, cand: Candidate, path: Path, checksum: str, reason: str, move: bool) -> Path:
+def _quarantine(qdir: Path, cand: Candidate, path: Path, checksum: str, reason: str, move: bool) -> Path:
     """Keep the rejected file and why, so an operator can fix or delete it; never in the store."""
-    qdir = Path(cfg.ingest.quarantine)
     qdir.mkdir(parents=True, exist_ok=True)
     name = Path(_safe(cand.name))
     dest = qdir / f"{name.stem}-{checksum[:8]}{name.suffix}"
@@ -180,11 +179,14 @@ def _read_only_entries(store: Path) -> list[VideoEntry]:
 
 
 def ingest_footage(cfg: Config, source: Optional[str] = None, store: str | Path | None = None,
-                   root: str | Path | None = None, extract_frames: bool = True, progress: bool = True) -> dict:
+                   root: str | Path | None = None, extract_frames: bool = True, progress: bool = True,
+                   quarantine: str | Path | None = None) -> dict:
     """Ingest what is new under `source` (default: `resolve_source`) into `store` (and its raw
-    footage folder `root`); without `extract_frames`, fetch and validate only. Returns the summary:
-    what was listed, known, ingested, quarantined, and which downloads failed (the rest is kept)."""
+    footage folder `root`), rejected files into `quarantine` (default: `ingest.quarantine`);
+    without `extract_frames`, fetch and validate only. Returns the summary: what was listed,
+    known, ingested, quarantined, and which downloads failed (the rest is kept)."""
     store = Path(store or cfg.data.store)
+    qdir = Path(quarantine or cfg.ingest.quarantine)
     root = Path(root) if root else ingested.root_for(cfg, store)
     source = resolve_source(cfg, source)
     summary: dict[str, Any] = {"source": redact(source) if source else None, "store": str(store), "root": str(root),
@@ -268,7 +270,7 @@ def ingest_footage(cfg: Config, source: Optional[str] = None, store: str | Path 
                             taken.discard(vid)
                             if staged is not None:
                                 (staged / "training" / f"{vid}.npy").unlink(missing_ok=True)
-                        qpath = _quarantine(cfg, cand, path, checksum, str(why), move=owned)
+                        qpath = _quarantine(qdir, cand, path, checksum, str(why), move=owned)
                         rec.update(status="quarantined", reason=str(why), file=str(qpath))
                         new_records.append(rec)
                         known[checksum] = str(qpath)
