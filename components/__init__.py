@@ -1,5 +1,7 @@
 """Kubeflow Pipelines components, one per stage: each maps KFP inputs/outputs to
-`pseudovad.stages.<stage>.run` and runs in the project image (`components.image`)."""
+`pseudovad.stages.<stage>.run` and runs in the project image (`components.image`). Each takes
+every typed parameter (`pseudovad.kubeflow.TYPED`), unset unless the user set it, so every step
+resolves the same settings."""
 from components.evaluate import evaluate
 from components.extract import extract
 from components.ingest import ingest

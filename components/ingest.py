@@ -15,18 +15,36 @@ def ingest(
     lock: Output[Artifact],
     params: str = "",
     overrides: list = [],
-    quarantine_dir: str = "",
-    mlflow_uri: str = "",
+    # the typed parameters (pseudovad.kubeflow.TYPED): unset unless the user set them
+    method: str = "",
+    pseudo_kind: str = "",
+    lam: float = -1.0,
+    p: float = -1.0,
+    sigma: float = -1.0,
+    jumps: list = [],
+    patch_max_size: float = -1.0,
+    patch_max_move: int = -1,
+    patch_source: str = "",
+    pseudo_loss: str = "",
+    mask_ratio: float = -1.0,
+    epochs: int = -1,
+    init: str = "",
+    tune_samples: int = -1,
+    tune_gpus_per_trial: float = -1.0,
+    min_delta: float = -1.0,
     model_name: str = "",
-    warm_start: bool = True,
+    warm_start: str = "",
+    mlflow_uri: str = "",
+    dvc_remote: str = "",
+    quarantine_dir: str = "",
     repo_url: str = "",
     revision: str = "",
-    dvc_remote: str = "",
 ) -> bool:
     """Plan the retraining round (`pseudovad.retraining.plan_round`, what `pseudovad retrain` does
     too): add new footage under `source` to the training split of the store at `store_dir` (a
     volume that outlives the run: the store grows run after run), and decide whether there is
-    anything to learn. S3 credentials come from the environment (the pipeline's S3 secret), never
+    anything to learn; rejected files go to `quarantine_dir` (a volume too; empty:
+    `ingest.quarantine`). S3 credentials come from the environment (the pipeline's S3 secret), never
     from parameters. Downloads that still fail after retries are listed in the report and its
     metadata (`failed`) and counted; the round goes on with what arrived. A store without a
     labelled test split fails the step.
@@ -58,7 +76,7 @@ def ingest(
     else:
         cfg = kubeflow.step_config(locals())
         lines.append("ingest: no DVC remote (dvc_remote is empty): the store on the volume is versioned nowhere else")
-    plan = retraining.plan_round(cfg, store=store_dir, source=source)
+    plan = retraining.plan_round(cfg, store=store_dir, source=source, quarantine=quarantine_dir or None)
     lines += plan.report()
     meta = plan.metadata()
     if checkout is not None:

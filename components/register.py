@@ -15,13 +15,31 @@ def register(
     report: Output[Markdown],
     params: str = "",
     overrides: list = [],
-    mlflow_uri: str = "",
+    # the typed parameters (pseudovad.kubeflow.TYPED): unset unless the user set them
+    method: str = "",
+    pseudo_kind: str = "",
+    lam: float = -1.0,
+    p: float = -1.0,
+    sigma: float = -1.0,
+    jumps: list = [],
+    patch_max_size: float = -1.0,
+    patch_max_move: int = -1,
+    patch_source: str = "",
+    pseudo_loss: str = "",
+    mask_ratio: float = -1.0,
+    epochs: int = -1,
+    init: str = "",
+    tune_samples: int = -1,
+    tune_gpus_per_trial: float = -1.0,
+    min_delta: float = -1.0,
     model_name: str = "",
-    min_delta: float = 0.0,
+    warm_start: str = "",
+    mlflow_uri: str = "",
+    dvc_remote: str = "",
     run_id: str = "",
 ) -> NamedTuple("RegisterOutputs", [("version", str), ("promoted", bool)]):
     """Register the model as a new version (alias `challenger`); `champion` moves only if it
-    beats the current champion by `min_delta` micro AUC on the same evaluation set. `run_id` (the
+    beats the current champion by `registry.min_delta` micro AUC on the same evaluation set. `run_id` (the
     KFP run's) tags the MLflow run."""
     from collections import namedtuple
     from pathlib import Path

@@ -12,22 +12,28 @@ def train(
     history: Output[Artifact],
     params: str = "",
     overrides: list = [],
-    method: str = "ltgpa",
-    pseudo_kind: str = "learned",
-    lam: float = 0.1,
-    p: float = 0.5,
-    sigma: float = 0.1,
-    jumps: list = [2, 3, 4, 5],
-    patch_max_size: float = 0.5,
-    patch_max_move: int = 10,
+    # the typed parameters (pseudovad.kubeflow.TYPED): unset unless the user set them
+    method: str = "",
+    pseudo_kind: str = "",
+    lam: float = -1.0,
+    p: float = -1.0,
+    sigma: float = -1.0,
+    jumps: list = [],
+    patch_max_size: float = -1.0,
+    patch_max_move: int = -1,
     patch_source: str = "",
-    pseudo_loss: str = "reconstruct_normal",
-    mask_ratio: float = 0.75,
-    epochs: int = 60,
-    mlflow_uri: str = "",
+    pseudo_loss: str = "",
+    mask_ratio: float = -1.0,
+    epochs: int = -1,
     init: str = "",
-    warm_start: bool = False,
+    tune_samples: int = -1,
+    tune_gpus_per_trial: float = -1.0,
+    min_delta: float = -1.0,
     model_name: str = "",
+    warm_start: str = "",
+    mlflow_uri: str = "",
+    dvc_remote: str = "",
+    retraining_round: bool = False,
     checkpoint_dir: str = "",
     run_id: str = "",
     store: Input[Dataset] = None,
@@ -38,22 +44,26 @@ def train(
 
     Checkpoints go to `checkpoint_dir/<run_id>/train`, on a volume, so a retried pod resumes.
 
-    Starts from what a retraining round starts from (`pseudovad.retraining.warm_start_weights`):
-    with `warm_start` the registry's champion of `model_name` (default pseudovad-<method>), pinned
-    by version, else `init` (a model.pt or MLflow URI; empty: params' train.init, or scratch).
-    Settings: `pseudovad.kubeflow.step_config` (params < typed parameters < tuned < overrides).
+    Starts from `train.init` (a model.pt or MLflow URI; null: scratch), as `pseudovad train`
+    does; a `retraining_round` starts as `pseudovad retrain` does
+    (`pseudovad.retraining.warm_start_weights`): with `ingest.warm_start` from the registry's
+    champion of `registry.model_name` (default pseudovad-<method>), pinned by version.
+    Settings: `pseudovad.kubeflow.step_config` (params < typed parameters set < tuned < overrides);
+    the settings it trained with go into `history` (params.yaml) and the MLflow run.
     """
+    args = dict(locals())
     from pseudovad import config as config_mod
     from pseudovad import kubeflow, retraining
     from pseudovad.stages import train as stage
 
-    cfg = kubeflow.step_config(locals(), tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None)
-    cfg = config_mod.with_values(cfg, {"train.init": retraining.warm_start_weights(cfg)})
+    cfg = kubeflow.step_config(args, tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None)
+    if retraining_round:
+        cfg = config_mod.with_values(cfg, {"train.init": retraining.warm_start_weights(cfg)})
     work = kubeflow.work_dir(checkpoint_dir, run_id, "train", model.path)
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)
 
     published = kubeflow.publish_training(cfg, work, model.path, history.path)
     model.metadata.update(published["model"])
-    history.metadata["summary"] = published["summary"]
+    history.metadata.update({"summary": published["summary"], "parameters_set": kubeflow.parameters_set(args)})
     for k, v in kubeflow.numbers(summary).items():
         metrics.log_metric(k, v)

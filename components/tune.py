@@ -13,26 +13,33 @@ def tune(
     metrics: Output[Metrics],
     params: str = "",
     overrides: list = [],
-    method: str = "ltgpa",
-    pseudo_kind: str = "learned",
-    lam: float = 0.1,
-    p: float = 0.5,
-    sigma: float = 0.1,
-    jumps: list = [2, 3, 4, 5],
-    patch_max_size: float = 0.5,
-    patch_max_move: int = 10,
+    # the typed parameters (pseudovad.kubeflow.TYPED): unset unless the user set them
+    method: str = "",
+    pseudo_kind: str = "",
+    lam: float = -1.0,
+    p: float = -1.0,
+    sigma: float = -1.0,
+    jumps: list = [],
+    patch_max_size: float = -1.0,
+    patch_max_move: int = -1,
     patch_source: str = "",
-    pseudo_loss: str = "reconstruct_normal",
-    mask_ratio: float = 0.75,
-    tune_samples: int = 8,
-    tune_gpus_per_trial: float = 1.0,
+    pseudo_loss: str = "",
+    mask_ratio: float = -1.0,
+    epochs: int = -1,
+    init: str = "",
+    tune_samples: int = -1,
+    tune_gpus_per_trial: float = -1.0,
+    min_delta: float = -1.0,
+    model_name: str = "",
+    warm_start: str = "",
     mlflow_uri: str = "",
+    dvc_remote: str = "",
     checkpoint_dir: str = "",
     run_id: str = "",
 ):
     """Ray Tune search around the same base settings train gets (the searched keys vary).
 
-    `tune_gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
+    `tune.gpus_per_trial` shares the pod's GPUs between concurrent trials (0: trials on CPU).
     Its experiment folder lives in `checkpoint_dir/<run_id>/tune`, so a retried pod restores
     the search instead of starting over."""
     from pseudovad import kubeflow

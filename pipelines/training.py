@@ -17,6 +17,7 @@ from kfp.dsl import Dataset
 
 from components import evaluate, extract, register, train, tune
 from pipelines import tasks
+from pipelines.parameters import described
 from pipelines.tasks import CHECKPOINT_MOUNT, DEFAULT_GPU_TOLERATIONS
 from pseudovad.kubeflow import step_arguments
 
@@ -24,16 +25,19 @@ NAME = "pseudovad-training"
 
 
 def train_evaluate_register(args: dict, *, store=None, store_dir=None, tuned=None, volume=None,
-                            cache: bool = True) -> tuple:
+                            cache: bool = True, retraining_round: bool = False) -> tuple:
     """train → evaluate → register, shared by both tune branches and by the retraining pipeline.
 
     `args` holds the pipeline's parameters (each step takes the settings it knows by name,
     `pseudovad.kubeflow.step_arguments`); the frame store is an artifact (`store`) or a path on
     the volume `volume` = (pvc name, mount path) that train and evaluate then mount (`store_dir`).
-    Without `volume`, train mounts the checkpoint volume.
+    Without `volume`, train mounts the checkpoint volume. A `retraining_round` warm-starts from
+    the champion as `pseudovad retrain` does.
     """
     data = {"store": store} if store is not None else {"store_dir": store_dir}
     extra = {"tuned": tuned} if tuned is not None else {}
+    if retraining_round:
+        extra["retraining_round"] = True
     tr = train(**data, **extra, **step_arguments(args, train), checkpoint_dir=args["checkpoint_dir"],
                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     tasks.step(tr, "train", cache=cache)
@@ -78,28 +82,29 @@ def tune_train_evaluate_register(args: dict, store) -> None:
 @dsl.pipeline(name=NAME, description="pseudovad: extract (through the DVC remote, or from an imported dataset) → "
                                      "optional Ray Tune → train (GPU) → evaluate → register with the MLflow "
                                      "promotion gate")
+@described
 def training_pipeline(
     mlflow_uri: str,
     dataset_uri: str = "",
     repo_url: str = "",
     revision: str = "",
     dvc_remote: str = "",
-    method: str = "ltgpa",
-    pseudo_kind: str = "learned",
-    lam: float = 0.1,
-    p: float = 0.5,
-    sigma: float = 0.1,
-    jumps: list = [2, 3, 4, 5],
-    patch_max_size: float = 0.5,
-    patch_max_move: int = 10,
+    method: str = "",
+    pseudo_kind: str = "",
+    lam: float = -1.0,
+    p: float = -1.0,
+    sigma: float = -1.0,
+    jumps: list = [],
+    patch_max_size: float = -1.0,
+    patch_max_move: int = -1,
     patch_source: str = "",
-    pseudo_loss: str = "reconstruct_normal",
-    mask_ratio: float = 0.75,
-    epochs: int = 60,
+    pseudo_loss: str = "",
+    mask_ratio: float = -1.0,
+    epochs: int = -1,
     run_tune: bool = False,
-    tune_samples: int = 8,
-    tune_gpus_per_trial: float = 1.0,
-    min_delta: float = 0.0,
+    tune_samples: int = -1,
+    tune_gpus_per_trial: float = -1.0,
+    min_delta: float = -1.0,
     model_name: str = "",
     params: str = "",
     overrides: list = [],
@@ -113,6 +118,33 @@ def training_pipeline(
     s3_secret: str = "pseudovad-s3",
     git_secret: str = "pseudovad-git",
 ):
+    """Frames → extract → (tune) → train → evaluate → register.
+
+    Args:
+        dataset_uri: without `dvc_remote` (then required): the dataset root to import
+            (`s3://bucket/ped2`; a folder for `pseudovad-kfp local`)
+        repo_url: with `dvc_remote` (then required): the project's git repository (`https://…`,
+            a path or a `file://` URL)
+        revision: its branch, tag (e.g. a data version tag) or commit; empty: the default
+            branch's head
+        run_tune: run Ray Tune first and train with its best values
+        params: a params.yaml's text (what `-P` passes); empty: the code defaults (the papers'
+            GPU settings)
+        overrides: `key=value` strings, any params key, applied last
+        accelerator_type: the GPU resource of train and tune (a Kubernetes resource name)
+        gpu_limit: GPUs per train / tune pod
+        gpu_node_selector: node labels for train and tune, e.g.
+            `{cloud.google.com/gke-accelerator: nvidia-l4}`
+        gpu_tolerations: tolerations for train and tune (a list of Kubernetes tolerations)
+        checkpoint_pvc: the PVC mounted at /mnt/pseudovad-checkpoints on train and tune
+        checkpoint_dir: where train and tune checkpoint; on the volume, or a retried pod starts
+            over
+        mlflow_secret: optional secret with the MLflow credentials (MLFLOW_TRACKING_USERNAME,
+            MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN)
+        s3_secret: optional secret with the S3 credentials of the DVC remote
+        git_secret: optional secret with `GIT_TOKEN` (and `GIT_USERNAME`) for a private
+            `repo_url` over https
+    """
     args = dict(locals())
     with dsl.If(dvc_remote == "", name="imported-dataset"):
         footage = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)

@@ -23,29 +23,32 @@ from pseudovad import results
 from pipelines import cli, tasks
 from pipelines.retraining import retraining_pipeline
 from pipelines.training import training_pipeline
+from pseudovad.kubeflow import TYPED, UNSET
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# the comparison rows' settings (LNTRA skip frames / patches, STEAL's loss), the same in both pipelines
-LNTRA_DEFAULTS = {"jumps": [2, 3, 4, 5], "patch_max_size": 0.5, "patch_max_move": 10, "patch_source": "",
-                  "pseudo_loss": "reconstruct_normal"}
+# the typed parameters (pseudovad.kubeflow.TYPED) default to "unset" (tests/test_kfp_params.py
+# checks each against the table); the others' defaults are written out here
+TYPED_UNSET = {name: UNSET[kind] for name, kind, _ in TYPED.values()}
 TRAINING_DEFAULTS = {
-    "dataset_uri": "", "repo_url": "", "revision": "", "dvc_remote": "", "s3_secret": "pseudovad-s3",
-    "git_secret": "pseudovad-git", "method": "ltgpa", "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, **LNTRA_DEFAULTS,
-    "epochs": 60, "run_tune": False, "tune_samples": 8, "tune_gpus_per_trial": 1.0, "min_delta": 0.0, "model_name": "", "params": "",
-    "overrides": [], "accelerator_type": "nvidia.com/gpu", "gpu_limit": 1, "gpu_node_selector": {},
-    "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "dataset_uri": "", "repo_url": "", "revision": "", "s3_secret": "pseudovad-s3", "git_secret": "pseudovad-git",
+    "run_tune": False, "params": "", "overrides": [], "accelerator_type": "nvidia.com/gpu", "gpu_limit": 1,
+    "gpu_node_selector": {}, "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     "checkpoint_pvc": "pseudovad-checkpoints", "checkpoint_dir": "/mnt/pseudovad-checkpoints",
     "mlflow_secret": "pseudovad-mlflow",
+    **{n: TYPED_UNSET[n] for n in ("method", "pseudo_kind", "lam", "p", "sigma", "jumps", "patch_max_size",
+                                   "patch_max_move", "patch_source", "pseudo_loss", "mask_ratio", "epochs",
+                                   "tune_samples", "tune_gpus_per_trial", "min_delta", "model_name", "dvc_remote")},
 }
 RETRAINING_DEFAULTS = {
     "store_dir": "/mnt/pseudovad-data/store", "quarantine_dir": "/mnt/pseudovad-data/quarantine",
-    "data_pvc": "pseudovad-data", "s3_secret": "pseudovad-s3", "warm_start": True, "repo_url": "", "revision": "",
-    "dvc_remote": "", "git_secret": "pseudovad-git", "method": "ltgpa",
-    "pseudo_kind": "learned", "lam": 0.1, "p": 0.5, "sigma": 0.1, "mask_ratio": 0.75, **LNTRA_DEFAULTS, "epochs": 20,
-    "min_delta": 0.0, "model_name": "", "params": "", "overrides": [], "accelerator_type": "nvidia.com/gpu",
+    "data_pvc": "pseudovad-data", "s3_secret": "pseudovad-s3", "repo_url": "", "revision": "",
+    "git_secret": "pseudovad-git", "params": "", "overrides": [], "accelerator_type": "nvidia.com/gpu",
     "gpu_limit": 1, "gpu_node_selector": {}, "gpu_tolerations": TRAINING_DEFAULTS["gpu_tolerations"],
     "checkpoint_dir": "/mnt/pseudovad-data/checkpoints", "mlflow_secret": "pseudovad-mlflow",
+    **{n: TYPED_UNSET[n] for n in ("method", "pseudo_kind", "lam", "p", "sigma", "jumps", "patch_max_size",
+                                   "patch_max_move", "patch_source", "pseudo_loss", "mask_ratio", "epochs",
+                                   "min_delta", "model_name", "warm_start", "dvc_remote")},
 }
 
 
@@ -703,7 +706,10 @@ def trained(tmp_path_factory, mlflow_server):  # noqa: F811
                                               "width": 64, "walkers": 2}})
     generate(syn.synthetic, tmp / "dataset")
     params = tmp / "params.yaml"
-    params.write_text(yaml.safe_dump(TINY_PARAMS))
+    # the file sets what typed parameters could set too: epochs (set below: that wins) and
+    # patch_max_move (left unset: the file's value holds)
+    params.write_text(yaml.safe_dump({**TINY_PARAMS, "pseudo": {"patch_max_move": 3},
+                                      "train": {**TINY_PARAMS["train"], "epochs": 3}}))
     root = tmp / "kfp"
     rc = cli.main(["local", "training", "-P", str(params), "-a", f"dataset_uri={tmp / 'dataset'}",
                    "-a", f"mlflow_uri={mlflow_server}", "-a", "epochs=1", "-a", "run_tune=true",
@@ -726,6 +732,10 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
     used = yaml.safe_load((run / "train" / "history" / "params.yaml").read_text())
     assert (used["pseudo"]["lam"], used["pseudo"]["p"], used["train"]["lr"]) == \
         pytest.approx((tuned["pseudo.lam"], tuned["pseudo.p"], tuned["train.lr"]))
+    # the params file decides; a typed parameter changes its key only when set (-a epochs=1)
+    assert used["train"]["epochs"] == 1 and used["pseudo"]["patch_max_move"] == 3
+    assert _artifact(run, "train", "history")["metadata"]["parameters_set"] == {
+        "epochs": 1, "tune_samples": 2, "tune_gpus_per_trial": 0.0, "mlflow_uri": mlflow_server}
     metrics = _artifact(run, "evaluate", "metrics")["metadata"]
     evaluation = results.read(run / "evaluate" / "evaluation")
     assert metrics["auc_micro"] == pytest.approx(evaluation["auc_micro"]) and 0.0 <= metrics["auc_micro"] <= 1.0
@@ -826,6 +836,46 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
     assert SECRET_KEY not in capfd.readouterr().out
 
 
+@pytest.mark.integration
+def test_mae_nct_params_file_trains_mae_nct_with_its_settings_locally(trained, mlflow_server, tmp_path):  # noqa: F811
+    """The issue #27 scenario: a params file saying MAE-NCT, 1 epoch, run through `pseudovad-kfp
+    local training -P` with one typed parameter set: the run trains what the file says, the set
+    parameter wins, and the settings it trained with are recorded (artifact, MLflow)."""
+    import torch
+    from mlflow import MlflowClient
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        **TINY_PARAMS, "model": {"method": "mae_nct", "mae": {"patch_size": 8, "embed_dim": 16, "depth": 1,
+                                                              "heads": 2, "in_frames": 2}},
+        "pseudo": {"mask_patch": 16, "mask_ratio": 0.5, "lam": 0.7},
+        "train": {**TINY_PARAMS["train"], "epochs": 1, "max_steps": 2},
+        "evaluate": {"top_k": 1, "bootstrap": 0}}))
+    root = tmp_path / "kfp"
+    assert cli.main(["local", "training", "-P", str(params), "-a", f"dataset_uri={trained['tmp'] / 'dataset'}",
+                     "-a", f"mlflow_uri={mlflow_server}", "-a", "lam=0.2", "--root", str(root)]) == 0
+    run = _outputs(root, "pseudovad-training")
+    used = yaml.safe_load((run / "train-2" / "history" / "params.yaml").read_text())
+    assert used["model"]["method"] == "mae_nct" and used["train"]["epochs"] == 1     # the file's
+    assert used["pseudo"]["mask_ratio"] == 0.5                                       # the file's (typed, unset)
+    assert used["pseudo"]["lam"] == 0.2                                              # set: wins over the file's 0.7
+    assert torch.load(run / "train-2" / "model", weights_only=True)["meta"]["method"] == "mae_nct"
+    history = _artifact(run, "train-2", "history")["metadata"]
+    assert history["parameters_set"] == {"lam": 0.2, "mlflow_uri": mlflow_server}
+    assert history["summary"]["epochs"] == 1
+
+    c = MlflowClient(tracking_uri=mlflow_server)
+    assert c.get_registered_model("pseudovad-mae_nct").aliases["champion"] == "1"
+    (train_run,) = [r for r in c.search_runs([e.experiment_id for e in c.search_experiments()], max_results=1000)
+                    if r.data.tags.get("pseudovad.stage") == "train" and r.data.tags["method"] == "mae_nct"]
+    assert (train_run.data.params["model.method"], train_run.data.params["train.epochs"],
+            train_run.data.params["pseudo.lam"], train_run.data.params["pseudo.mask_ratio"]) == ("mae_nct", "1", "0.2", "0.5")
+    assert json.loads(train_run.data.tags["kfp.parameters_set"]) == {"lam": 0.2, "mlflow_uri": mlflow_server}
+    (tmp_path / "logged").mkdir()
+    logged = Path(c.download_artifacts(train_run.info.run_id, "params.yaml", str(tmp_path / "logged")))
+    assert yaml.safe_load(logged.read_text()) == used
+
+
 def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
     """PIPELINE_PARAMS is the only map from Kubeflow parameters to params keys: each of its keys is
     a params key, and every parameter that is not infrastructure (volumes, secrets, GPUs, paths,
@@ -839,7 +889,7 @@ def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
     infrastructure = {"dataset_uri", "source", "store_dir", "run_tune", "accelerator_type", "gpu_limit",
                       "gpu_node_selector", "gpu_tolerations", "checkpoint_pvc", "checkpoint_dir", "run_id",
                       "mlflow_secret", "data_pvc", "s3_secret", "videos", "roc_points", "repo_url", "revision",
-                      "git_secret"}
+                      "git_secret", "quarantine_dir", "retraining_round"}
     for p in (training_pipeline, retraining_pipeline, evaluate, extract, ingest, register, train, tune):
         for name, spec in (p.component_spec.inputs or {}).items():
             if spec.type in ("String", "Integer", "Float", "Boolean", "List", "Dict"):

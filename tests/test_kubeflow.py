@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,20 @@ def test_layers_params_then_typed_then_tuned_then_overrides(monkeypatch):
     assert cfg.pseudo.lam == 0.37           # tuned beats typed
     assert cfg.train.lr == 0.003            # overrides beat everything
     assert cfg.train.epochs == 7
+
+
+def test_only_typed_parameters_the_user_set_reach_the_settings(monkeypatch):
+    """Unset is -1 / "" / [] (a value the key never takes); 0, 0.0 and false are real settings."""
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    args = {"lam": -1.0, "p": 0.0, "jumps": [], "epochs": 3, "method": "", "warm_start": "false",
+            "patch_max_move": 0, "tune_samples": -1, "videos": ["01"], "run_id": ""}
+    assert kubeflow.typed_values(args) == {"pseudo.p": 0.0, "train.epochs": 3, "ingest.warm_start": False,
+                                           "pseudo.patch_max_move": 0}
+    cfg = kubeflow.step_config({**args, "params": PARAMS})
+    assert (cfg.pseudo.lam, cfg.pseudo.p, cfg.train.epochs, cfg.ingest.warm_start) == (0.9, 0.0, 3, False)
+    assert json.loads(os.environ["PSEUDOVAD_KFP_PARAMETERS_SET"]) == {"p": 0.0, "epochs": 3, "warm_start": False,
+                                                                      "patch_max_move": 0}
+    assert kubeflow.parameters_set({"mlflow_uri": "http://u:pw@mlflow:5000"}) == {"mlflow_uri": "http://***@mlflow:5000"}
 
 
 def test_empty_typed_values_keep_the_params_value_and_the_mlflow_uri_wins(monkeypatch):

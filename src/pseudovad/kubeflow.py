@@ -2,12 +2,13 @@
 
 The components only map KFP inputs and outputs to stage functions; the rules behind that mapping
 live here, in the package the image installs, so the KFP steps and the tests run the same code:
-the one table of pipeline parameters ↔ params keys (`PIPELINE_PARAMS`: `step_config` reads a
-step's settings through it, `step_arguments` passes a pipeline's parameters on through it),
-settings in layers (`from_layers`), checkpoints on a volume so a retried pod resumes
-(`work_dir`), a finished stage's files copied into the step's output artifacts and its
-checkpoints removed (`publish_training`, `publish_tuning`), and what the KFP UI shows (`numbers`,
-`markdown`). Nothing here imports kfp: functions take and return paths and plain values.
+the one table of typed pipeline parameters ↔ params keys (`TYPED`, `PIPELINE_PARAMS`:
+`step_config` reads a step's settings through it, `step_arguments` passes a pipeline's parameters
+on through it; a parameter left unset changes nothing), settings in layers (`from_layers`),
+checkpoints on a volume so a retried pod resumes (`work_dir`), a finished stage's files copied
+into the step's output artifacts and its checkpoints removed (`publish_training`,
+`publish_tuning`), and what the KFP UI shows (`numbers`, `markdown`). Nothing here imports kfp:
+functions take and return paths and plain values.
 
 KFP derives a component's interface from its function's literal signature (`inspect.signature`)
 and ships the function's source into the pod (`inspect.getsource`), so signatures stay written
@@ -15,6 +16,7 @@ out; what each parameter *means* is said once, here.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -28,19 +30,47 @@ from pseudovad import results
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError, DataError
 
-# The Kubeflow parameter ↔ params key map, used by every component and pipeline: a pipeline
-# parameter or component input of one of these names sets that params key (README: Pipeline
-# parameters). "" keeps the params' value; `mlflow_uri` is also exported (see from_layers).
-PIPELINE_PARAMS = {
-    "method": "model.method", "pseudo_kind": "pseudo.kind", "lam": "pseudo.lam", "p": "pseudo.p",
-    "sigma": "pseudo.sigma", "jumps": "pseudo.jumps", "patch_max_size": "pseudo.patch_max_size",
-    "patch_max_move": "pseudo.patch_max_move", "patch_source": "pseudo.patch_source",
-    "pseudo_loss": "train.pseudo_loss", "mask_ratio": "pseudo.mask_ratio", "epochs": "train.epochs", "init": "train.init",
-    "tune_samples": "tune.num_samples", "tune_gpus_per_trial": "tune.gpus_per_trial",
-    "min_delta": "registry.min_delta", "model_name": "registry.model_name",
-    "warm_start": "ingest.warm_start", "quarantine_dir": "ingest.quarantine", "mlflow_uri": "tracking.uri",
-    "dvc_remote": "storage.dvc_remote",
+# The typed pipeline parameters, keyed by the params key each one sets: (parameter, type, meaning).
+# The one rule (README, `pseudovad-kfp --help`): the params file decides; a typed parameter changes
+# its key only when the user set it. KFP passes every parameter to every step, and a None default
+# is refused by kfp.local, so each one defaults to UNSET of its type, a value its key never takes,
+# and `typed_values` leaves those out. Component and pipeline signatures are written out (KFP reads
+# them literally); tests/test_kfp_params.py checks them, docs/kubeflow.md's table and
+# `pseudovad-kfp --help` against this table and the config's defaults.
+TYPED: dict[str, tuple[str, type, str]] = {
+    "model.method": ("method", str, "`ltgpa` or `mae_nct`"),
+    "pseudo.kind": ("pseudo_kind", str, "LTGPA pseudo anomalies: `none`, `gaussian`, `learned`, `skip`, `patch`"),
+    "pseudo.lam": ("lam", float, "λ, G's noise-norm reward"),
+    "pseudo.p": ("p", float, "share of pseudo-anomalous batches"),
+    "pseudo.sigma": ("sigma", float, "σ of Gaussian noise"),
+    "pseudo.jumps": ("jumps", list, "skip-frame jumps, one drawn per clip"),
+    "pseudo.patch_max_size": ("patch_max_size", float, "largest patch side / frame side"),
+    "pseudo.patch_max_move": ("patch_max_move", int, "largest patch step per frame and axis, px"),
+    "pseudo.patch_source": ("patch_source", str, "folder of object images in the pod (image or volume); "
+                                                 "null: built-in shapes"),
+    "train.pseudo_loss": ("pseudo_loss", str, "`maximize`: STEAL's loss on pseudo batches"),
+    "pseudo.mask_ratio": ("mask_ratio", float, "MAE-NCT masked share"),
+    "train.epochs": ("epochs", int, "training epochs"),
+    "train.init": ("init", str, "start from these weights: a model.pt in the pod or an MLflow URI"),
+    "tune.num_samples": ("tune_samples", int, "trials of the search (space, epochs, validation videos: "
+                                              "`tune.*` in the params)"),
+    "tune.gpus_per_trial": ("tune_gpus_per_trial", float, "GPU share per trial: 0.5 runs two trials per GPU; "
+                                                          "0: trials on CPU"),
+    "registry.min_delta": ("min_delta", float, "promotion gate: AUC gain needed to move `champion`"),
+    "registry.model_name": ("model_name", str, "registered model; null: `pseudovad-<method>`"),
+    "ingest.warm_start": ("warm_start", bool, "retraining: start from the champion's weights (`true` / `false`; "
+                                              "while there is none: `train.init`)"),
+    "tracking.uri": ("mlflow_uri", str, "MLflow tracking server (runs, registry, champion); also exported "
+                                        "as MLFLOW_TRACKING_URI in the step"),
+    "storage.dvc_remote": ("dvc_remote", str, "the project's DVC remote (`s3://bucket/dvc`): frames pulled "
+                                              "from / pushed to it; empty: an imported dataset"),
 }
+# Pipeline parameter → the params key it sets.
+PIPELINE_PARAMS = {name: key for key, (name, _, _) in TYPED.items()}
+# "Unset" for each type, and the annotation a signature gives each type: a boolean key is a string
+# parameter ("true" / "false"), since a KFP Boolean has no value left over to mean unset.
+UNSET: dict[type, Any] = {str: "", int: -1, float: -1.0, list: [], bool: ""}
+SIGNATURE_TYPE: dict[type, type] = {str: str, int: int, float: float, list: list, bool: str}
 # The other inputs every step's settings come from: a params.yaml's text and `key=value` overrides.
 SETTINGS = ("params", "overrides")
 
@@ -55,9 +85,8 @@ def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, ove
     """The validated Config of one pipeline step, from its layers of settings; later layers win:
 
     1. `params`: a params.yaml as text (empty: the code defaults, the papers' GPU settings);
-    2. `typed`: the step's typed pipeline parameters, as dotted keys (`{"pseudo.lam": 0.2}`);
-       a value of "" or None is left out, since KFP parameters cannot be None and "" is how a
-       pipeline says "keep what params says" (e.g. `model_name`, `quarantine_dir`);
+    2. `typed`: the typed pipeline parameters the user set, as dotted keys (`{"pseudo.lam": 0.2}`,
+       `typed_values`); a value of "" or None is left out;
     3. `tuned`: the searched keys' best values when a tune step ran (its own base is not taken);
     4. `overrides`: `key=value` strings, any params key.
 
@@ -79,19 +108,48 @@ def from_layers(params: str = "", typed: Optional[Mapping[str, Any]] = None, ove
     return config_mod.load(None, [str(o) for o in overrides], extra=tree)
 
 
+def typed_values(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed parameters set among a step's arguments, as {params key: value}: every argument
+    named in `PIPELINE_PARAMS` whose value is not UNSET for its type. A boolean key's string
+    parameter is read as YAML ("false" → False; anything else is left for the config to refuse)."""
+    out: dict[str, Any] = {}
+    for name, value in args.items():
+        key = PIPELINE_PARAMS.get(name)
+        if key is None or value is None:
+            continue
+        kind = TYPED[key][1]
+        if not isinstance(value, bool) and value == UNSET[kind]:
+            continue
+        if kind is bool and isinstance(value, str):
+            value = config_mod.parse_override(f"{key}={value}")[1]
+        out[key] = value
+    return out
+
+
+def parameters_set(args: Mapping[str, Any]) -> dict[str, Any]:
+    """What a step records of its typed parameters: {parameter: value} of those the user set,
+    credentials in URLs redacted (the step's MLflow runs carry it as the tag `kfp.parameters_set`)."""
+    names = {key: name for name, key in PIPELINE_PARAMS.items()}
+    return {names[k]: tracking.redact(v) if isinstance(v, str) and "://" in v else v
+            for k, v in typed_values(args).items()}
+
+
 def step_config(args: Mapping[str, Any], tuned: Optional[Mapping[str, Any]] = None) -> Config:
-    """The Config of one step from its arguments (a component's `locals()`): `params`, then every
-    argument named in `PIPELINE_PARAMS`, then `tuned`, then `overrides` (`from_layers`).
+    """The Config of one step from its arguments (a component's `locals()`): `params`, then the
+    typed parameters the user set (`typed_values`), then `tuned`, then `overrides` (`from_layers`).
 
     Every component calls it first, so it is also where a step starts: the drift guard refuses
     an image of other code than the pipeline was compiled from (`build.check_compiled_from`),
-    and the KFP run id (`run_id`, `dsl.PIPELINE_JOB_ID_PLACEHOLDER`) becomes an MLflow tag.
+    and the KFP run id (`run_id`, `dsl.PIPELINE_JOB_ID_PLACEHOLDER`) and the typed parameters
+    set (`parameters_set`) become MLflow tags.
     """
     build.check_compiled_from(os.environ.get(build.ENV_COMPILED_FROM))
     if args.get("run_id"):
         os.environ[tracking.KFP_TAGS["kfp.run_id"]] = str(args["run_id"])
-    typed = {PIPELINE_PARAMS[k]: v for k, v in args.items() if k in PIPELINE_PARAMS and k != "mlflow_uri"}
-    return from_layers(args.get("params", ""), typed, args.get("overrides", ()), tuned, args.get("mlflow_uri", ""))
+    os.environ[tracking.KFP_TAGS["kfp.parameters_set"]] = json.dumps(parameters_set(args), sort_keys=True)
+    typed = typed_values(args)
+    mlflow_uri = typed.pop("tracking.uri", "")
+    return from_layers(args.get("params", ""), typed, args.get("overrides", ()), tuned, mlflow_uri)
 
 
 def step_arguments(pipeline_args: Mapping[str, Any], component: Any) -> dict[str, Any]:

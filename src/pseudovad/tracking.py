@@ -66,10 +66,11 @@ _SECRET_WORDS = {"secret", "password", "passwd", "key", "token", "credential", "
 _LOCAL_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql"}
 
 # A Kubeflow step's run, as environment variables (pipelines/tasks.step sets the pipeline and the
-# image at compile time, kubeflow.step_config the run id from the step's arguments): MLflow tags
-# of every run the step opens, so a run in MLflow leads back to its KFP run and image.
+# image at compile time, kubeflow.step_config the run id and the typed parameters the user set, as
+# JSON, from the step's arguments): MLflow tags of every run the step opens, so a run in MLflow
+# leads back to its KFP run and image, and says which settings came from typed parameters.
 KFP_TAGS = {"kfp.run_id": "PSEUDOVAD_KFP_RUN_ID", "kfp.pipeline": "PSEUDOVAD_KFP_PIPELINE",
-            "kfp.image": "PSEUDOVAD_KFP_IMAGE"}
+            "kfp.image": "PSEUDOVAD_KFP_IMAGE", "kfp.parameters_set": "PSEUDOVAD_KFP_PARAMETERS_SET"}
 
 # The experiment tag the MLflow 3 UI reads to choose its layout: a model-training experiment opens
 # on its runs (without it the UI guesses, and an empty experiment opens on GenAI traces)
@@ -496,6 +497,16 @@ def set_tags(tags: dict[str, Any]) -> None:
 
     with errors("MLflow set_tags", _active[-1]["uri"]):
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+
+
+def log_text(text: str, name: str) -> None:
+    """A text file (e.g. the settings a run used, params.yaml) into the active run's artifacts."""
+    if not _active:
+        return
+    import mlflow
+
+    with errors(f"MLflow log_text {name}", _active[-1]["uri"]):
+        mlflow.log_text(text, name)
 
 
 def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:

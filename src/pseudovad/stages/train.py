@@ -20,12 +20,14 @@ from pseudovad.training.fit import fit_detector
 from pseudovad.training.loop import HISTORY, Callback
 from pseudovad.training.method import Method
 
+SETTINGS = "params.yaml"   # the run's settings in its MLflow artifacts: `pseudovad train -P` takes it back
+
 
 def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = None,
         callbacks: list[Callback] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """`fit_detector` inside an MLflow run: params, one metrics step per epoch, the summary, the
-    training split as a dataset input, the model (every tracking call is a no-op when
-    tracking.enabled is false)."""
+    """`fit_detector` inside an MLflow run: params (also as one params.yaml artifact), one metrics
+    step per epoch, the summary, the training split as a dataset input, the model (every tracking
+    call is a no-op when tracking.enabled is false)."""
     logged: set[int] = set()
 
     def log_epoch(epoch: int, record: dict, method: Method) -> None:
@@ -36,6 +38,7 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
     with claim(folder, "train"):   # one trainer per folder; a run a killed trainer left RUNNING is closed
         tracking.close_stale_runs(cfg, "train", folder)
         with tracking.run(cfg, "train", tags=tracking.out_tag(folder)):
+            tracking.log_text(config_mod.dump(cfg), SETTINGS)    # what it trains with, before it starts
             result = fit_detector(cfg, store, folder, [*(callbacks or []), log_epoch], progress)
             for record in result["history"]:  # epochs a killed run trained before this one resumed
                 if record["epoch"] not in logged:
