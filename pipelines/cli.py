@@ -6,8 +6,10 @@
   pseudovad-kfp local training -a dataset_uri=data/synthetic -a mlflow_uri=http://127.0.0.1:5000 -P params.yaml
 
 Pipeline arguments are `-a NAME=VALUE` (VALUE read as YAML: numbers, true/false, lists, dicts)
-and are checked against the pipeline's parameters before anything is compiled or sent.
-`-P FILE` passes a params.yaml as the `params` argument. The KFP endpoint comes from --host or
+and are checked before anything is compiled or sent: names first, then types, then the settings
+they make with the params file. `-P FILE` passes a params.yaml as the `params` argument. The
+arguments become the compiled pipeline's defaults too, so the pipeline file itself records what
+was set (`pseudovad-kfp compile -P FILE -a …` for the KFP UI). The KFP endpoint comes from --host or
 $KFP_HOST (or kfp's own $KF_PIPELINES_ENDPOINT); the token from --token, $KFP_TOKEN, or the
 projected service-account token file named by $KF_PIPELINES_SA_TOKEN_PATH (in-cluster).
 """
@@ -70,19 +72,11 @@ def pipeline_inputs(pipeline) -> dict[str, Any]:
 
 def parse_arguments(pipeline, assignments: list[str], params_file: str | None = None,
                     require: bool = True) -> dict[str, Any]:
-    """`NAME=VALUE` strings → typed pipeline arguments; unknown or missing names are errors."""
+    """`NAME=VALUE` strings (and `-P FILE`) → typed pipeline arguments, checked in this order:
+    every name (an unknown one is refused, listing the known), every value's type, the params
+    file, the settings each step would resolve (`check_settings`), then the required ones."""
     inputs = pipeline_inputs(pipeline)
-    args: dict[str, Any] = {}
-    if params_file:
-        path = Path(params_file)
-        if not path.is_file():
-            raise ConfigError(f"{path}: params file not found")
-        text = path.read_text()
-        try:
-            yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        args["params"] = text
+    pairs = []
     for a in assignments:
         name, sep, raw = a.partition("=")
         name = name.strip()
@@ -91,7 +85,16 @@ def parse_arguments(pipeline, assignments: list[str], params_file: str | None = 
         if name not in inputs:
             raise ConfigError(f"argument {name!r}: not a parameter of {pipeline.name} "
                               f"(known: {', '.join(sorted(inputs))})")
-        args[name] = _typed(name, inputs[name].type, raw)
+        pairs.append((name, raw))
+    args: dict[str, Any] = {name: _typed(name, inputs[name].type, raw) for name, raw in pairs}
+    if params_file:
+        from pseudovad.config import read_text_file
+
+        path = Path(params_file)
+        if not path.is_file() and not path.is_dir():
+            raise ConfigError(f"{path}: params file not found")
+        args["params"] = read_text_file(path, "params file")
+    check_settings(args, params_file)
     if require:
         missing = [n for n, spec in inputs.items() if n not in args and spec.default is None and not spec.optional]
         if missing:
@@ -105,7 +108,55 @@ def parse_arguments(pipeline, assignments: list[str], params_file: str | None = 
     return args
 
 
+def check_settings(args: dict[str, Any], params_file: str | None = None):
+    """The settings the steps will resolve from these arguments (`kubeflow.from_layers`), so a bad
+    params file or value is refused here, in one line, not in a pod: the params (naming the file),
+    then each typed parameter set, then `overrides`. Returns the Config."""
+    from pseudovad import config as config_mod
+    from pseudovad import kubeflow
+
+    text, source = args.get("params", ""), params_file or "argument params"
+    tree = config_mod.parse_yaml(text, source) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level (a params.yaml)")
+    try:
+        config_mod.from_dict(tree)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    names = {key: name for name, key in kubeflow.PIPELINE_PARAMS.items()}
+    typed = kubeflow.typed_values(args)
+    for key, value in typed.items():
+        try:
+            kubeflow.from_layers(text, {key: value})
+        except ConfigError as e:
+            raise ConfigError(f"argument {names[key]}: {e}") from None
+    try:
+        return kubeflow.from_layers(text, typed, args.get("overrides", ()))
+    except ConfigError as e:
+        raise ConfigError(f"argument overrides: {e}") from None
+
+
+def settings_line(args: dict[str, Any], params_file: str | None = None) -> str:
+    """Where a run's settings come from, in one line: the params file, and the typed parameters set."""
+    from pseudovad import kubeflow
+
+    source = params_file or ("the `params` argument" if args.get("params") else "the code defaults (no -P)")
+    from pipelines.parameters import shown
+
+    typed = kubeflow.parameters_set(args)
+    set_ = ", ".join(f"{k}={shown(v)}" for k, v in typed.items()) or "none"
+    return f"settings: {source}; typed parameters set: {set_}"
+
+
 def _typed(name: str, kfp_type: str, raw: str) -> Any:
+    from pseudovad import kubeflow
+
+    key = kubeflow.PIPELINE_PARAMS.get(name)
+    if key is not None and kubeflow.TYPED[key][1] is bool:      # a string parameter: "true" / "false"
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if not isinstance(value, bool):
+            raise ConfigError(f"argument {name}: expected true or false, got {raw!r}")
+        return str(value).lower()
     if kfp_type == "String":
         return raw
     try:
@@ -119,12 +170,24 @@ def _typed(name: str, kfp_type: str, raw: str) -> Any:
     return float(value) if kfp_type == "Float" else value
 
 
-def compile_pipeline(pipeline, out: str | Path) -> Path:
+def compile_pipeline(pipeline, out: str | Path, arguments: dict[str, Any] | None = None) -> Path:
+    """Compile to IR YAML; `arguments` become the parameters' defaults there, so the file records
+    what was set. kfp 2.17 writes every default into a comment header too, where a multi-line
+    one (a params file's text) breaks the YAML: such defaults are set in the IR afterwards."""
     from kfp import compiler
 
+    arguments = arguments or {}
+    multiline = {k: v for k, v in arguments.items() if isinstance(v, str) and "\n" in v}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, str(out))
+    compiler.Compiler().compile(pipeline, str(out),
+                                pipeline_parameters={k: v for k, v in arguments.items() if k not in multiline} or None)
+    if multiline:
+        docs = list(yaml.safe_load_all(out.read_text()))
+        for name, value in multiline.items():
+            docs[0]["root"]["inputDefinitions"]["parameters"][name]["defaultValue"] = value
+        header = f"# PIPELINE DEFINITION\n# Name: {pipeline.name}\n# Compiled with: {', '.join(sorted(arguments))}\n"
+        out.write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
     return out
 
 
@@ -195,14 +258,17 @@ def cron(expr: str) -> str:
 
 def cmd_compile(a) -> int:
     pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image, a.allow_image_drift)
+    args = parse_arguments(pipeline, a.arg, a.params, require=False)
     baked = baked_image(a)
-    out = compile_pipeline(pipeline, a.output or f"{a.pipeline}.yaml")
+    out = compile_pipeline(pipeline, a.output or f"{a.pipeline}.yaml", args)
     print(f"compiled {pipeline.name} → {out}: {baked}")
+    if args:
+        print(settings_line(args, a.params))
     return 0
 
 
-def _package(a, pipeline, tmp: str) -> str:
-    path = compile_pipeline(pipeline, Path(tmp) / f"{pipeline.name}.yaml")   # the default run name
+def _package(a, pipeline, tmp: str, args: dict[str, Any]) -> str:
+    path = compile_pipeline(pipeline, Path(tmp) / f"{pipeline.name}.yaml", args)   # the default run name
     if a.no_cache:
         without_cache(path)
     return str(path)
@@ -222,16 +288,17 @@ def without_cache(path: Path) -> None:
 
 def cmd_run(a) -> int:
     pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image, a.allow_image_drift)
-    baked = baked_image(a)
     args = parse_arguments(pipeline, a.arg, a.params)
+    baked = baked_image(a)
     host = resolve_host(a.host)
     c = client(host, a.token, a.namespace)
     with tempfile.TemporaryDirectory() as tmp, api_errors(host):
         result = c.create_run_from_pipeline_package(
-            _package(a, pipeline, tmp), arguments=args, run_name=a.run_name,
+            _package(a, pipeline, tmp, args), arguments=args, run_name=a.run_name,
             experiment_name=a.experiment, namespace=a.namespace, pipeline_root=a.pipeline_root,
             enable_caching=False if a.no_cache else None, service_account=a.service_account)
     print(f"submitted {pipeline.name}: run {result.run_id} in experiment {a.experiment}; {baked}")
+    print(settings_line(args, a.params))
     if a.wait:
         try:
             with api_errors(host):
@@ -247,8 +314,8 @@ def cmd_run(a) -> int:
 
 def cmd_schedule(a) -> int:
     pipeline = load_pipeline(a.pipeline, a.image, a.cuda_image, a.allow_image_drift)
-    baked = baked_image(a)
     args = parse_arguments(pipeline, a.arg, a.params)
+    baked = baked_image(a)
     schedule = cron(a.cron)
     host = resolve_host(a.host)
     c = client(host, a.token, a.namespace)
@@ -257,10 +324,11 @@ def cmd_schedule(a) -> int:
         job = c.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=a.name or f"{pipeline.name}-schedule",
             cron_expression=schedule, max_concurrency=a.max_concurrency, no_catchup=not a.catchup,
-            params=args, pipeline_package_path=_package(a, pipeline, tmp), pipeline_root=a.pipeline_root,
+            params=args, pipeline_package_path=_package(a, pipeline, tmp, args), pipeline_root=a.pipeline_root,
             enable_caching=False if a.no_cache else None, service_account=a.service_account)
     print(f"scheduled {pipeline.name} '{schedule}': recurring run {job.recurring_run_id} in experiment "
           f"{a.experiment}; {baked}")
+    print(settings_line(args, a.params))
     return 0
 
 
@@ -278,6 +346,7 @@ def cmd_local(a) -> int:
         value = args.get(key)
         if isinstance(value, str) and value and "://" not in value:
             args[key] = str(Path(value).resolve())
+    print(settings_line(args, a.params))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "outputs"),
                enable_caching=a.cache)
     with warnings.catch_warnings():
@@ -288,10 +357,32 @@ def cmd_local(a) -> int:
     return 0
 
 
+def settings_help() -> str:
+    """The rule and the typed parameters, for `--help`: from `kubeflow.TYPED` and the config's defaults."""
+    import textwrap
+
+    from pipelines.parameters import RULE, code_default, shown
+    from pseudovad.kubeflow import TYPED
+
+    rule = textwrap.fill(f"{RULE} Above the typed parameters: the tuned values (run_tune), then `overrides`.", 100)
+    width = max(len(name) for name, _, _ in TYPED.values())
+    lines = [f"  {name:<{width}}  {key} (code default {shown(code_default(key))})" for key, (name, _, _) in TYPED.items()]
+    return "\n".join(["Settings:", rule, "", "Typed parameters, the params key each sets:", *lines, "",
+                      "Every parameter of a pipeline, with its meaning: pseudovad-kfp parameters PIPELINE"])
+
+
+def cmd_parameters(a) -> int:
+    from pipelines import parameters
+
+    pipeline = load_pipeline(a.pipeline)
+    print(parameters.table(pipeline) if a.markdown else parameters.listing(pipeline), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pseudovad-kfp", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                                     epilog="\n\n".join([*__doc__.split("\n\n")[1:], settings_help()]))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def pipeline_arg(p):
@@ -308,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def arguments(p):
         p.add_argument("-a", "--arg", action="append", default=[], metavar="NAME=VALUE",
-                       help="pipeline argument (repeatable); see README for every parameter")
+                       help="pipeline argument (repeatable); a typed one changes its params key, one left "
+                            "out does not; `pseudovad-kfp parameters PIPELINE` lists them")
         p.add_argument("-P", "--params", metavar="FILE", help="params.yaml to pass as the `params` argument")
 
     def connection(p):
@@ -323,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a pipeline to IR YAML")
     pipeline_arg(p)
     images(p)
+    arguments(p)
     p.add_argument("-o", "--output", help="output file (default: <pipeline>.yaml)")
     p.set_defaults(func=cmd_compile)
 
@@ -345,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at once (default: 1)")
     p.add_argument("--catchup", action="store_true", help="backfill missed intervals after a pause (default: no)")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("parameters", help="list a pipeline's parameters: default, meaning, the params key each sets")
+    pipeline_arg(p)
+    p.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/kubeflow.md)")
+    p.set_defaults(func=cmd_parameters)
 
     p = sub.add_parser("local", help="run a pipeline on this machine with kfp.local (SubprocessRunner)")
     pipeline_arg(p)
