@@ -72,18 +72,22 @@ def test_skip_pseudo_step_trains_f_on_the_jumped_clip_toward_the_stride_1_clip()
     reach = torch.tensor([22, 22, 10])                  # the third clip cannot jump at all
     F_before = {k: v.clone() for k, v in m.F.state_dict().items()}
     rec = m.train_step(window, torch.Generator().manual_seed(5), reach=reach)
-    g = torch.Generator().manual_seed(5)                # replay: Bernoulli(p), then one jump per clip
-    assert torch.rand((), generator=g) < 1.0
+    g = torch.Generator().manual_seed(5)                # replay: Bernoulli(p) per clip, then one jump per drawn clip
+    assert (torch.rand(3, generator=g) < 1.0).all()
     jumps = torch.tensor([2, 3])[torch.randint(2, (3,), generator=g)]
-    x_in = torch.stack([window[b, :, 0:7 * int(jumps[b]) + 1:int(jumps[b])] for b in (0, 1)])
+    x_in = torch.stack([window[b, :, 0:7 * int(jumps[b]) + 1:int(jumps[b])] for b in (0, 1)] + [window[2, :, :8]])
     ref = VideoAutoencoder(1, [4, 6, 8, 8])
     ref.load_state_dict(F_before)
     ref.train()
-    assert rec["loss_f_pseudo"] == pytest.approx(Fn.mse_loss(ref(x_in), window[:2, :, :8]).item(), rel=1e-5)
-    assert rec["n_skip_dropped"] == 1.0 and rec["skip_jump"] == pytest.approx(float(jumps[:2].float().mean()))
+    out = ref(x_in)                                     # one batch: two jumped clips and the one that could not jump
+    assert rec["loss_f_pseudo"] == pytest.approx(Fn.mse_loss(out[:2], window[:2, :, :8]).item(), rel=1e-5)
+    assert rec["loss_f_normal"] == pytest.approx(Fn.mse_loss(out[2], window[2, :, :8]).item(), rel=1e-5)
+    assert rec["n_skip_dropped"] == 1.0 and rec["n_pseudo"] == 2.0
+    assert rec["skip_jump"] == pytest.approx(float(jumps[:2].float().mean()))
     # no clip can jump: the batch is a normal one, counted
     rec = m.train_step(window, torch.Generator().manual_seed(5), reach=torch.tensor([8, 9, 10]))
-    assert set(rec) == {"loss_f_normal", "n_skip_dropped"} and rec["n_skip_dropped"] == 3.0
+    assert set(rec) == {"loss_f_normal", "n_skip_dropped", "n_pseudo"} and rec["n_skip_dropped"] == 3.0
+    assert rec["n_pseudo"] == 0.0
 
 
 def test_counts_are_summed_per_epoch_and_losses_averaged():
@@ -147,7 +151,7 @@ def test_patch_pseudo_step_targets_the_clean_clip():
     F_before = {k: v.clone() for k, v in m.F.state_dict().items()}
     rec = m.train_step(x, torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
-    assert torch.rand((), generator=g) < 1.0
+    assert (torch.rand(2, generator=g) < 1.0).all()
     x_p, _, _, _ = PatchMaker("tanh", 0.5, 2).paste_batch(x, g)
     ref = VideoAutoencoder(1, [4, 6, 8, 8])
     ref.load_state_dict(F_before)
@@ -194,6 +198,24 @@ def test_steal_step_maximises_the_error_to_the_jumped_clip_itself():
     ref.load_state_dict(F_before)
     ref.train()
     assert rec["loss_f_pseudo"] == pytest.approx(-Fn.mse_loss(ref(x_in), x_in).item(), rel=1e-5)
+
+
+def test_maximize_in_a_mixed_batch_negates_only_the_pseudo_samples_loss():
+    m = method("gaussian", p=0.5, pseudo_loss="maximize", sigma=0.5)
+    x = torch.rand(8, 1, 8, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    seen, real = [], m.F_run
+    m.F_run = lambda inp: (seen.append(inp.detach().clone()), real(inp))[1]
+    F_before = {k: v.clone() for k, v in m.F.state_dict().items()}
+    rec = m.train_step(x, torch.Generator().manual_seed(11))
+    pseudo = torch.rand(8, generator=torch.Generator().manual_seed(11)) < 0.5
+    assert 0 < int(pseudo.sum()) < 8
+    ref = VideoAutoencoder(1, [4, 6, 8, 8])
+    ref.load_state_dict(F_before)
+    ref.train()
+    out = ref(seen[0]).detach()
+    assert rec["loss_f_normal"] == pytest.approx(Fn.mse_loss(out[~pseudo], x[~pseudo]).item(), rel=1e-5)
+    assert rec["pseudo_error"] == pytest.approx(Fn.mse_loss(out[pseudo], seen[0][pseudo]).item(), rel=1e-5)
+    assert rec["loss_f_pseudo"] == -rec["pseudo_error"]
 
 
 # ----------------------------------------------------------------------------------------------

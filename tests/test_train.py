@@ -53,9 +53,9 @@ def test_pseudo_f_step_targets_the_clean_clip():
     F_before = {k: v.clone() for k, v in m.F.state_dict().items()}
     gen = torch.Generator().manual_seed(7)
     rec = m.train_step(x, gen)
-    # replay the same draws: the Bernoulli(p) decision, then the noise
+    # replay the same draws: the Bernoulli(p) decision of each sample, then the noise
     g = torch.Generator().manual_seed(7)
-    assert torch.rand((), generator=g) < 1.0
+    assert (torch.rand(2, generator=g) < 1.0).all()
     x_p, _ = apply_noise(x, torch.randn(x.shape, generator=g) * 0.5, "tanh")
     ref = VideoAutoencoder(1, [4, 6, 8, 8])
     ref.load_state_dict(F_before)
@@ -82,6 +82,36 @@ def test_g_step_changes_g_and_leaves_f_bit_identical():
     assert changed, "G did not move"
     assert loss == pytest.approx(rec_loss - 0.1 * delta.pow(2).mean().item(), rel=1e-5)
     assert all(p.requires_grad for p in m.F.parameters())
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "learned", "patch"])
+def test_pseudo_or_normal_is_drawn_per_sample_and_f_trains_on_the_mixed_batch(kind):
+    """LNTRA / STEAL draw pseudo or normal per sample: one batch mixes clean and pseudo clips, so
+    BatchNorm normalises them together; each sample's loss is its own MSE to the clean clip."""
+    m = method(kind, p=0.5, sigma=0.5)
+    x = torch.rand(8, 1, 8, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    seen = []
+    real = m.F_run
+
+    def recording(inp):
+        seen.append(inp.detach().clone())
+        return real(inp)
+
+    m.F_run = recording
+    F_before = {k: v.clone() for k, v in m.F.state_dict().items()}
+    rec = m.train_step(x, torch.Generator().manual_seed(11))
+    pseudo = torch.rand(8, generator=torch.Generator().manual_seed(11)) < 0.5   # the same draw, replayed
+    assert 0 < int(pseudo.sum()) < 8                        # this seed mixes both kinds
+    x_in = seen[0]                                          # F's input of its own step
+    clean = torch.tensor([torch.equal(x_in[b], x[b]) for b in range(8)])
+    assert torch.equal(clean, ~pseudo)                      # the normal samples untouched, the pseudo ones not
+    assert rec["n_pseudo"] == float(pseudo.sum())
+    ref = VideoAutoencoder(1, [4, 6, 8, 8])
+    ref.load_state_dict(F_before)
+    ref.train()
+    per = (ref(x_in) - x).pow(2).flatten(1).mean(1).detach()   # target: the clean clip, every sample
+    assert rec["loss_f_normal"] == pytest.approx(per[~pseudo].mean().item(), rel=1e-5)
+    assert rec["loss_f_pseudo"] == pytest.approx(per[pseudo].mean().item(), rel=1e-5)
 
 
 def test_p_zero_never_builds_a_pseudo_batch():

@@ -1,13 +1,16 @@
 """LTGPA's update rule: F learns to reconstruct the clean clip from normal and pseudo input; G
 learns the largest noise F still reconstructs. The comparison rows run through the same rule.
 
-Per batch, with probability p (`pseudo.p`) the batch is pseudo-anomalous:
-  F step  min mean‖F(X^N) − X^N‖²  (normal)   or   min mean‖F(X^P) − X^N‖²  (pseudo: clean target)
-  G step  min mean‖F(X^P) − X^P‖² − λ·mean‖ΔX‖²   (learned noise only, on pseudo batches, right
-          after F's step, on the same X^P = clip(X^N + G(X^N)); gradients flow through the
-          updated F into G, but only G's optimiser steps and F's BatchNorm statistics are
-          restored afterwards, so F is bit-identical after a G step)
-Norms are means over all elements, as in the paper's MSE losses.
+Per sample, with probability p (`pseudo.p`) the sample is a pseudo anomaly (drawn per sample, as
+LNTRA's and STEAL's released code do: a batch mixes normal and pseudo clips, so BatchNorm
+normalises the pseudo clips with the normal ones' statistics and F's running statistics see both):
+  F step  min mean_b loss_b,  loss_b = mean‖F(X)_b − X^N_b‖²   (normal: X_b = X^N_b;
+          pseudo: X_b = X^P_b, the clean clip is still the target)
+  G step  min mean‖F(X^P) − X^P‖² − λ·mean‖ΔX‖²   (learned noise only, over the batch's pseudo
+          samples, right after F's step, on the same X^P = clip(X^N + G(X^N)); gradients flow
+          through the updated F into G, but only G's optimiser steps and F's BatchNorm
+          statistics are restored afterwards, so F is bit-identical after a G step)
+Norms are means over all elements, as in the paper's MSE losses; every sample weighs the same.
 Optimisers: Adam for F and G (paper). The paper's lr is constant; `train.lr_schedule: cosine`
 and/or `train.warmup_epochs` put both optimisers on a per-step warm-up + cosine schedule
 (`pseudovad.training.schedule`), for short CPU runs; with neither, no schedule object exists and
@@ -15,16 +18,21 @@ training is exactly the paper's.
 
 X^P by `pseudo.kind`: clip(X^N + ΔX) for `gaussian` / `learned`; LNTRA's skip-frame clip for
 `skip` (`pseudovad.pseudo.skip`, target: the stride-1 clip from the same first frame); LNTRA's
-moving patch for `patch` (`pseudovad.pseudo.patch`, target: the clean clip).
+moving patch for `patch` (`pseudovad.pseudo.patch`, target: the clean clip). Only the pseudo
+samples' X^P are made (noise, patches, skip clips, G's forward pass).
 
-`train.pseudo_loss: maximize` replaces the pseudo F step by STEAL's (Astrid et al. 2021,
+`train.pseudo_loss: maximize` replaces a pseudo sample's loss by STEAL's (Astrid et al. 2021,
 "Synthetic temporal anomaly guided end-to-end video anomaly detection"):
-  F step  min −mean‖F(X^P) − X^P‖²   (F is pushed to reconstruct the pseudo input badly)
+  loss_b = −mean‖F(X^P)_b − X^P_b‖²   (F is pushed to reconstruct the pseudo input badly)
 as the released STEAL code does (the per-clip MSE to the pseudo input itself, negated). The loss
 is bounded because the reconstruction is: F ends in tanh (image variant: sigmoid), so with X^P
 in the same range every squared error is at most (hi − lo)² (4 for [-1, 1]) and the pseudo loss
 lies in [−4, 0]; nothing else is clipped (STEAL's code clips nothing either). `max_error` is that
 bound; the logged `pseudo_error` is the mean squared error being maximised.
+
+Logged per step: `loss_f_normal` / `loss_f_pseudo`, the mean loss of the batch's normal / pseudo
+samples (only those the batch has), `n_pseudo` (pseudo samples trained; the epoch record sums it),
+and per kind the noise norms, G's losses or the skip-frame counts.
 """
 from __future__ import annotations
 
@@ -80,6 +88,8 @@ class LTGPAMethod(Method):
                 base = opt.param_groups[0]["lr"]
                 self.scheds[k] = WarmupCosine(opt, base, t.warmup_epochs, t.epochs, t.max_steps, shape)
                 self.scheds[k].apply(None)
+        # whether steps draw pseudo samples at all (p = 0 or kind none: never, and nothing is drawn)
+        self.draws = (self.noise is not None or self.skip is not None) and self.p > 0
         self.F_run = torch.compile(self.F) if cfg.train.compile else self.F
         self.G_run = torch.compile(self.G) if (cfg.train.compile and self.G is not None) else self.G
         if self.noise is not None and self.G_run is not None:
@@ -104,22 +114,38 @@ class LTGPAMethod(Method):
     def predictor(self):
         return self.F
 
-    def is_pseudo(self, gen: torch.Generator) -> bool:
-        """Bernoulli(p) per batch; p = 0 (or kind none) never builds a pseudo batch."""
-        makes = self.noise is not None or self.skip is not None
-        return makes and self.p > 0 and bool(torch.rand((), generator=gen) < self.p)
+    def draw_pseudo(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+        """Bool (B,): which samples are pseudo anomalies, Bernoulli(p) each. p = 0 (or kind none)
+        draws nothing and never builds a pseudo sample."""
+        if not self.draws:
+            return torch.zeros(batch, dtype=torch.bool)
+        return torch.rand(batch, generator=gen) < self.p
 
-    def f_step(self, x: torch.Tensor, x_in: torch.Tensor, pseudo: bool) -> float:
-        """F's update; returns its loss. Target: the clean clip `x`, or with `maximize` on a
-        pseudo batch the pseudo input itself, whose reconstruction error is pushed up."""
-        if pseudo and self.maximize:
-            loss = -Fn.mse_loss(self.F_run(x_in).float(), x_in.float())
-        else:
-            loss = Fn.mse_loss(self.F_run(x_in).float(), x.float())
+    def f_step(self, x: torch.Tensor, x_in: torch.Tensor, pseudo: torch.Tensor) -> dict[str, float]:
+        """F's update on input `x_in` whose samples `pseudo` (bool (B,)) are pseudo anomalies;
+        returns the logged losses. Per sample: the MSE to the clean clip `x`, or with `maximize`
+        for a pseudo sample minus the MSE to its own input; the batch's loss is their mean."""
+        out = self.F_run(x_in).float()
+        rows = pseudo.to(x.device).view(-1, *([1] * (x.dim() - 1)))
+        negate = self.maximize and bool(pseudo.any())
+        target = torch.where(rows, x_in, x).float() if negate else x.float()
+        if negate:
+            per = (out - target).pow(2).flatten(1).mean(1)
+            loss = torch.where(rows.flatten(), -per, per).mean()
+        else:   # the mean of equal-sized per-sample means: the plain MSE of the batch
+            loss = Fn.mse_loss(out, target)
         self.opt_f.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_f.step()
-        return float(loss.detach())
+        with torch.no_grad():
+            per = (out.detach() - target).pow(2).flatten(1).mean(1).cpu()
+        rec = {}
+        if not bool(pseudo.all()):
+            rec["loss_f_normal"] = float(per[~pseudo].mean())
+        if bool(pseudo.any()):
+            err = float(per[pseudo].mean())
+            rec.update(self.pseudo_record(-err if self.maximize else err))
+        return rec
 
     def pseudo_record(self, loss: float) -> dict[str, float]:
         rec = {"loss_f_pseudo": loss}
@@ -167,30 +193,40 @@ class LTGPAMethod(Method):
                 raise ValueError("skip-frame pseudo anomalies need windows with their reach "
                                  "(a dataset built with the method's lookahead)")
             clip = self.skip.normal(window)
-        if not self.is_pseudo(gen):
-            return {"loss_f_normal": self.f_step(clip, clip, False)}
+        pseudo = self.draw_pseudo(clip.shape[0], gen)
+        if not bool(pseudo.any()):
+            return {**self.f_step(clip, clip, pseudo), **({"n_pseudo": 0.0} if self.draws else {})}
         if self.skip is not None:
-            return self.skip_step(window, clip, reach, gen)
+            return self.skip_step(window, clip, reach, pseudo, gen)
+        rows = pseudo.nonzero().flatten().to(clip.device)
         learned = self.G is not None
         with torch.set_grad_enabled(learned):  # G's graph is kept for its own step
-            x_p, delta = self.noise.make(clip, gen)
-        rec = {**self.pseudo_record(self.f_step(clip, x_p.detach(), True)),
+            x_p, delta = self.noise.make(clip[rows], gen)
+        x_in = clip.clone()
+        x_in[rows] = x_p.detach()
+        rec = {**self.f_step(clip, x_in, pseudo), "n_pseudo": float(rows.numel()),
                "noise_norm": float(delta.detach().float().pow(2).mean()),
                "noise_abs": float(delta.detach().float().abs().mean())}
         if learned:
             rec["loss_g"], rec["loss_g_rec"] = self.g_step(x_p, delta)
         return rec
 
-    def skip_step(self, window: torch.Tensor, clip: torch.Tensor, reach: torch.Tensor, gen: torch.Generator
-                  ) -> dict[str, float]:
-        """A pseudo batch of skip-frame clips: the clips whose drawn jump fits their footage
-        (`clip`: the windows' stride-1 clips).
+    def skip_step(self, window: torch.Tensor, clip: torch.Tensor, reach: torch.Tensor, pseudo: torch.Tensor,
+                  gen: torch.Generator) -> dict[str, float]:
+        """A batch whose samples `pseudo` were drawn as skip-frame clips (`clip`: the windows'
+        stride-1 clips, the target of every sample).
 
-        The others are left out and counted (`n_skip_dropped`); when none fits, the batch is
-        trained as a normal one (so no step is lost at the end of short videos)."""
-        x_in, target, kept, jumps = self.skip.make(window, reach, gen)
-        dropped = float((~kept).sum())
-        if x_in is None:
-            return {"loss_f_normal": self.f_step(clip, clip, False), "n_skip_dropped": dropped}
-        return {**self.pseudo_record(self.f_step(target, x_in, True)), "n_skip_dropped": dropped,
-                "skip_jump": float(jumps[kept].float().mean())}
+        A drawn sample whose jump does not fit its footage is trained as the normal clip it is,
+        and counted (`n_skip_dropped`), so no sample and no step is lost at the end of short videos."""
+        rows = pseudo.nonzero().flatten()
+        x_s, _, kept, jumps = self.skip.make(window[rows.to(window.device)], reach[rows.to(reach.device)], gen)
+        used = rows[kept]
+        trained = torch.zeros_like(pseudo)
+        trained[used] = True
+        rec = {"n_skip_dropped": float((~kept).sum()), "n_pseudo": float(used.numel())}
+        x_in = clip
+        if used.numel():
+            x_in = clip.clone()
+            x_in[used.to(clip.device)] = x_s
+            rec["skip_jump"] = float(jumps[kept].float().mean())
+        return {**self.f_step(clip, x_in, trained), **rec}
