@@ -114,6 +114,38 @@ def test_pseudo_or_normal_is_drawn_per_sample_and_f_trains_on_the_mixed_batch(ki
     assert rec["loss_f_pseudo"] == pytest.approx(per[pseudo].mean().item(), rel=1e-5)
 
 
+def test_g_steps_before_f_on_the_same_pseudo_clip():
+    """The paper's Fig. 4: G adapts to F's boundary as F is (before F's update), then F learns
+    the X^P G made before G's own update."""
+    m = method("learned", p=1.0, lam=0.1)
+    x = clip()
+    F0 = {k: v.clone() for k, v in m.F.state_dict().items()}
+    G0 = {k: v.clone() for k, v in m.G.state_dict().items()}
+    rec = m.train_step(x, torch.Generator().manual_seed(7))
+    refF, refG = VideoAutoencoder(1, [4, 6, 8, 8]), VideoNoiseGenerator(1, [4, 6, 8])
+    refF.load_state_dict(F0)
+    refG.load_state_dict(G0)
+    refF.train(), refG.train()
+    x_p, delta = apply_noise(x, refG(x), "tanh")
+    for p in refF.parameters():
+        p.requires_grad_(False)
+    rec_loss = Fn.mse_loss(refF(x_p), x_p)                      # F before its update
+    assert rec["loss_g_rec"] == pytest.approx(rec_loss.item(), rel=1e-5)
+    opt_g = torch.optim.Adam(refG.parameters(), lr=1e-3)
+    (rec_loss - 0.1 * delta.pow(2).mean()).backward()
+    opt_g.step()
+    for k, v in refG.state_dict().items():
+        assert torch.allclose(m.G.state_dict()[k], v, atol=1e-6), k
+    refF.load_state_dict(F0)                                    # BN statistics as before G's step
+    for p in refF.parameters():
+        p.requires_grad_(True)
+    opt_f = torch.optim.Adam(refF.parameters(), lr=1e-3)
+    Fn.mse_loss(refF(x_p.detach()), x).backward()               # the same X^P, G's before its update
+    opt_f.step()
+    for k, v in refF.state_dict().items():
+        assert torch.allclose(m.F.state_dict()[k].float(), v.float(), atol=1e-6), k
+
+
 def test_p_zero_never_builds_a_pseudo_batch():
     m = method("gaussian", p=0.0)
 

@@ -7,9 +7,10 @@ normalises the pseudo clips with the normal ones' statistics and F's running sta
   F step  min mean_b loss_b,  loss_b = mean‖F(X)_b − X^N_b‖²   (normal: X_b = X^N_b;
           pseudo: X_b = X^P_b, the clean clip is still the target)
   G step  min mean‖F(X^P) − X^P‖² − λ·mean‖ΔX‖²   (learned noise only, over the batch's pseudo
-          samples, right after F's step, on the same X^P = clip(X^N + G(X^N)); gradients flow
-          through the updated F into G, but only G's optimiser steps and F's BatchNorm
-          statistics are restored afterwards, so F is bit-identical after a G step)
+          samples, before F's step, on the same X^P = clip(X^N + G(X^N)): G adapts to F's
+          boundary as it is, then F learns this X^P (the paper's Fig. 4). F sees the same mixed
+          batch it then trains on; gradients flow through F into G, only G's optimiser steps, and
+          F's BatchNorm statistics are restored afterwards, so F is bit-identical after a G step)
 Norms are means over all elements, as in the paper's MSE losses; every sample weighs the same.
 Optimisers: Adam for F and G (paper). The paper's lr is constant; `train.lr_schedule: cosine`
 and/or `train.warmup_epochs` put both optimisers on a per-step warm-up + cosine schedule
@@ -153,14 +154,22 @@ class LTGPAMethod(Method):
             rec["pseudo_error"] = -loss
         return rec
 
-    def g_step(self, x_p: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
-        """G's update on the pseudo clip G made; F is frozen (parameters and BN statistics)."""
+    def g_step(self, x_p: torch.Tensor, delta: torch.Tensor, clip: torch.Tensor | None = None,
+               rows: torch.Tensor | None = None) -> tuple[float, float]:
+        """G's update on the pseudo clips `x_p` G made (with its graph) of the samples `rows` of
+        `clip` (None: the batch is `x_p` alone); F sees the batch with those samples replaced and
+        is frozen (parameters and BN statistics)."""
         buffers = {k: b.clone() for k, b in self.F.named_buffers()}
         requires = [p.requires_grad for p in self.F.parameters()]
         for p in self.F.parameters():
             p.requires_grad_(False)
         try:
-            rec_loss = Fn.mse_loss(self.F_run(x_p).float(), x_p.float())
+            if clip is None:
+                rec_loss = Fn.mse_loss(self.F_run(x_p).float(), x_p.float())
+            else:
+                batch = clip.detach().clone()
+                batch[rows] = x_p                 # G's graph flows through the pseudo samples only
+                rec_loss = Fn.mse_loss(self.F_run(batch).float()[rows], x_p.float())
             loss = rec_loss - self.lam * delta.float().pow(2).mean()
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -202,14 +211,13 @@ class LTGPAMethod(Method):
         learned = self.G is not None
         with torch.set_grad_enabled(learned):  # G's graph is kept for its own step
             x_p, delta = self.noise.make(clip[rows], gen)
+        rec = {"n_pseudo": float(rows.numel()), "noise_norm": float(delta.detach().float().pow(2).mean()),
+               "noise_abs": float(delta.detach().float().abs().mean())}
+        if learned:   # G first, against F as it is; then F learns the same X^P (module doc)
+            rec["loss_g"], rec["loss_g_rec"] = self.g_step(x_p, delta, clip, rows)
         x_in = clip.clone()
         x_in[rows] = x_p.detach()
-        rec = {**self.f_step(clip, x_in, pseudo), "n_pseudo": float(rows.numel()),
-               "noise_norm": float(delta.detach().float().pow(2).mean()),
-               "noise_abs": float(delta.detach().float().abs().mean())}
-        if learned:
-            rec["loss_g"], rec["loss_g_rec"] = self.g_step(x_p, delta)
-        return rec
+        return {**self.f_step(clip, x_in, pseudo), **rec}
 
     def skip_step(self, window: torch.Tensor, clip: torch.Tensor, reach: torch.Tensor, pseudo: torch.Tensor,
                   gen: torch.Generator) -> dict[str, float]:
