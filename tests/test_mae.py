@@ -268,6 +268,47 @@ def test_prob_mode_masks_whole_batches_with_probability_p_and_no_kl(tmp_path, p,
         assert rec["mask_ratio_actual"] == (0.75 if expect_pseudo else 0.0)
 
 
+def test_adamw_decays_weight_matrices_but_not_norms_biases_pos_embed_or_mask_token(tmp_path):
+    """SimMIM / timm: no weight decay on LayerNorm weights, biases, pos_embed and mask_token."""
+    cfg = mae_cfg(tmp_path)
+    cfg = config_mod.with_values(cfg, {"train.weight_decay": 0.5})
+    method = MAENCTMethod(cfg, torch.device("cpu"))
+    method.sched.apply(None)
+    before = {k: v.detach().clone() for k, v in method.F.named_parameters()}
+    for p in method.F.parameters():
+        p.grad = torch.zeros_like(p)            # no gradient: only weight decay can move a parameter
+    method.opt.step()
+    kept = {k for k, v in method.F.named_parameters() if torch.equal(v, before[k])}
+    frozen = {k for k, v in before.items() if v.ndim <= 1 or k in ("pos_embed", "mask_token")}
+    assert {"pos_embed", "mask_token", "norm.weight", "blocks.0.norm1.weight", "decoder.bias"} <= frozen
+    assert kept == frozen
+    assert {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "decoder.weight"} <= set(before) - kept
+
+
+def test_checkpoint_keeps_the_parameter_groups_and_an_older_layout_starts_fresh(tmp_path, caplog):
+    from pseudovad.training import checkpoint
+
+    cfg = mae_cfg(tmp_path)
+    method = MAENCTMethod(cfg, torch.device("cpu"))
+    method.steps_per_epoch = 2
+    method.train_step(_clip(), torch.Generator().manual_seed(0))
+    path = tmp_path / "ck" / "last.pt"
+    checkpoint.save(path, method, torch.Generator().manual_seed(1), {"step": 1}, "h")
+    again = MAENCTMethod(cfg, torch.device("cpu"))
+    assert checkpoint.load(path, again, torch.Generator(), "h") == {"step": 1}
+    assert [g["weight_decay"] for g in again.opt.param_groups] == [0.0, 0.05]
+    assert all(torch.equal(again.opt.state[p]["exp_avg"], method.opt.state[q]["exp_avg"])
+               for p, q in zip(again.F.parameters(), method.F.parameters()) if q in method.opt.state)
+    blob = torch.load(path, weights_only=True)                 # one group, as before parameter groups
+    one = torch.optim.AdamW(method.F.parameters(), lr=1e-3)
+    blob["optimizers"]["F"] = one.state_dict()
+    torch.save(blob, path)
+    fresh = MAENCTMethod(cfg, torch.device("cpu"))
+    with caplog.at_level(logging.WARNING):
+        assert checkpoint.load(path, fresh, torch.Generator(), "h") is None
+    assert "another layout" in caplog.text
+
+
 def test_warmup_then_cosine_per_step():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = WarmupCosine(opt, 1.0, warmup_epochs=1, epochs=3, max_steps=0)

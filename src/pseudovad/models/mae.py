@@ -147,6 +147,10 @@ class MAEPredictor(nn.Module):
                 nn.init.ones_(mod.weight)
                 nn.init.zeros_(mod.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW must not decay besides norms and biases (timm's / SimMIM's names)."""
+        return {"pos_embed", "mask_token"}
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward: ViT-B/16 at batch 8+ on a small GPU."""
         self.grad_checkpointing = enable

@@ -50,6 +50,14 @@ def save(path: Path, method, gen: torch.Generator, state: dict[str, Any], phash:
             os.replace(path, path.with_name("prev.pt"))
 
 
+def _group_sizes(opt) -> list[int] | None:
+    """Parameters per group of an optimiser or of its state_dict (None: no state)."""
+    if opt is None:
+        return None
+    groups = opt["param_groups"] if isinstance(opt, dict) else opt.param_groups
+    return [len(g["params"]) for g in groups]
+
+
 def load(path: Path, method, gen: torch.Generator, phash: str) -> dict[str, Any] | None:
     """Restore from `last.pt` (or `prev.pt` if `last.pt` is unreadable); None: start fresh."""
     for candidate in (path, path.with_name("prev.pt")):
@@ -62,6 +70,11 @@ def load(path: Path, method, gen: torch.Generator, phash: str) -> dict[str, Any]
             continue
         if blob.get("params_hash") != phash:
             log.warning("checkpoint %s was made with other params: starting fresh", candidate)
+            return None
+        other = [k for k, o in method.optimizers().items() if _group_sizes(blob["optimizers"].get(k)) != _group_sizes(o)]
+        if other:   # e.g. MAE-NCT's optimiser before it had parameter groups: resuming would fail midway
+            log.warning("checkpoint %s holds %s optimiser state of another layout (parameter groups differ, "
+                        "e.g. from an older pseudovad): starting fresh", candidate, ", ".join(other))
             return None
         for k, m in method.modules().items():
             m.load_state_dict(blob["modules"][k])

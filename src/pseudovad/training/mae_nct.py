@@ -11,7 +11,9 @@ A clip holds T = `model.mae.in_frames` input frames X and the next frame Y. Per 
   prob  with probability `pseudo.p` the whole batch is masked and trained as
         λ_P·(L_int+L_gd)(Y^P, Y), otherwise as the normal term; no KL (the "pseudo anomalies
         instead of NCT" row)
-Optimiser: AdamW (0.9, 0.999), `train.lr`, `train.weight_decay`. Schedule (`train.lr_schedule`,
+Optimiser: AdamW (0.9, 0.999), `train.lr`, `train.weight_decay` on the weight matrices only: no
+weight decay on LayerNorm weights, biases, `pos_embed` and `mask_token` (`param_groups`, the
+SimMIM / timm recipe: decaying them pulls the norms' gains and the learned embeddings to 0). Schedule (`train.lr_schedule`,
 the paper's `cosine` by default): linear warm-up over `train.warmup_epochs` then cosine decay to
 0, stepped per batch (the loop tells the method its steps per epoch); see
 `pseudovad.training.schedule`.
@@ -19,6 +21,7 @@ the paper's `cosine` by default): linear warm-up over `train.warmup_epochs` then
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from pseudovad.config import Config, lr_schedule
 from pseudovad.models.mae import MAEPredictor
@@ -26,6 +29,20 @@ from pseudovad.pseudo.mask import random_patch_mask
 from pseudovad.training.losses import prediction_loss, symmetric_kl
 from pseudovad.training.method import Method
 from pseudovad.training.schedule import WarmupCosine  # noqa: F401  (re-exported: its home before schedule.py)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups as timm's `param_groups_weight_decay` builds them (SimMIM's
+    fine-tuning recipe too): weight decay 0 on 1-D parameters (norm weights, biases) and on the
+    names the model's `no_weight_decay()` lists (the ViT's pos_embed, mask_token); `weight_decay`
+    on the rest."""
+    skip = set(getattr(model, "no_weight_decay", lambda: ())())
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
 class MAENCTMethod(Method):
@@ -41,7 +58,7 @@ class MAENCTMethod(Method):
         self.in_frames = m.in_frames
         self.mode = p.mode
         self.steps_per_epoch: int | None = None   # set by training.loop.fit
-        self.opt = torch.optim.AdamW(self.F.parameters(), lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay,
+        self.opt = torch.optim.AdamW(param_groups(self.F, t.weight_decay), lr=t.lr, betas=(0.9, 0.999),
                                      fused=True)   # one kernel per parameter (see LTGPAMethod)
         self.sched = WarmupCosine(self.opt, t.lr, t.warmup_epochs, t.epochs, t.max_steps, lr_schedule(cfg))
         self.sched.apply(None)
