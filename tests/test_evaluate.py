@@ -181,12 +181,14 @@ def test_evaluate_end_to_end_outputs(evaluated):
     assert not prov.keys() & numbers.keys()
     store = FrameStore(cfg.data.store)
     tests = store.videos("testing")
-    assert m["frames"] == sum(e.frames for e in tests) and m["videos"] == len(tests)
+    span = result_geometry(cfg).span
+    assert m["frames"] == sum(e.frames - span + 1 for e in tests) and m["videos"] == len(tests)
+    assert m["frames"] + m["frames_left_out"] == sum(e.frames for e in tests) and m["protocol"] == "official"
     assert m["fingerprint"] == evaluation_version(store.root)   # the gate compares DVC evaluation versions
     assert (m["method"], m["pseudo_kind"], m["dataset"]) == ("ltgpa", "learned", "synthetic")
     assert 0.0 <= m["auc_micro"] <= 1.0 and 0.0 <= m["eer"] <= 1.0
     rows = list(csv.DictReader((out / "scores.csv").open()))
-    assert len(rows) == m["frames"]
+    assert len(rows) == m["frames"] + m["frames_left_out"]          # every frame keeps a row and a score
     for e in tests:
         vid = [r for r in rows if r["video"] == e.id]
         assert [int(r["label"]) for r in vid] == store.labels(e).tolist()
@@ -197,6 +199,63 @@ def test_evaluate_end_to_end_outputs(evaluated):
     pngs = sorted(p.name for p in (out / "plots").iterdir())
     assert pngs == ["roc.png", "timeline_01.png", "timeline_02.png", "topk.png"]
     assert all((out / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def result_geometry(cfg):
+    from pseudovad.geometry import ClipGeometry
+
+    return ClipGeometry.from_config(cfg)
+
+
+def _auc_of_rows(rows, column="score"):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score([int(r["label"]) for r in rows], [float(r[column]) for r in rows])
+
+
+@pytest.mark.parametrize("method", ["ltgpa", "mae_nct"])
+def test_official_protocol_counts_only_the_frames_a_clip_scores(evaluated, tmp_path, method):
+    """LTGPA leaves out each video's first scored_index and last span − 1 − scored_index frames,
+    MAE-NCT its first in_frames; the padded protocol (the old numbers) counts every frame."""
+    from pseudovad.evaluation import protocol
+    from pseudovad.geometry import ClipGeometry
+
+    cfg, _, _ = evaluated
+    store = FrameStore(cfg.data.store)
+    tests = store.videos("testing")
+    if method == "ltgpa":
+        det = streaming.Detector(ZeroModel(), model_meta(cfg))
+        left = (4, 3)                                   # 8-frame clips scored at index 4
+    else:
+        mae = tiny_cfg(tmp_path, data={"store": cfg.data.store}, pseudo={"mask_patch": 16},
+                       model={"method": "mae_nct", "mae": {"patch_size": 8, "embed_dim": 16, "depth": 1, "heads": 2,
+                                                           "in_frames": 3}})
+        torch.manual_seed(0)
+        det = streaming.Detector(build_model(mae), model_meta(mae))
+        left = (3, 0)                                   # the first in_frames only serve as input
+    g = det.geometry
+    assert g == ClipGeometry.from_meta(det.meta) and (g.first_scored, g.span - 1 - g.first_scored) == left
+    runs = {p: protocol.evaluate(det, store, tests, tmp_path / p, dataset="synthetic", model_ref="m", fingerprint="f",
+                                 bootstrap=20, protocol=p) for p in protocol.PROTOCOLS}
+    official, padded = runs["official"], runs["padded"]
+    total = sum(e.frames for e in tests)
+    assert official["frames"] == sum(len(g.starts(e.frames)) for e in tests) == total - len(tests) * sum(left)
+    assert official["frames_left_out"] == len(tests) * sum(left)
+    assert (padded["frames"], padded["frames_left_out"]) == (total, 0)
+    for p, m in runs.items():
+        rows = list(csv.DictReader((tmp_path / p / "scores.csv").open()))
+        assert len(rows) == total                      # every frame keeps a row and a score
+        counted = [r for r in rows if r["counted"] == "1"]
+        assert len(counted) == m["frames"]
+        if p == "official":
+            for e in tests:
+                marks = [r["counted"] for r in rows if r["video"] == e.id]
+                assert marks == ["0"] * left[0] + ["1"] * (e.frames - sum(left)) + ["0"] * left[1]
+        assert m["auc_micro"] == pytest.approx(_auc_of_rows(counted), abs=1e-6)
+        assert m["auc_micro_ci_low"] <= m["auc_micro"] <= m["auc_micro_ci_high"]
+        assert m["anomalous_frames"] == sum(int(r["label"]) for r in counted)
+    roc = list(csv.DictReader((tmp_path / "official" / "roc.csv").open()))
+    assert float(roc[-1]["fpr"]) == 1.0
 
 
 def test_evaluate_cli_model_path_video_subset_and_errors(evaluated, tmp_path, capsys):

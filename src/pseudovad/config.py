@@ -143,6 +143,7 @@ class EvaluateConfig:
     score: str = "frame"                    # frame (the papers' PSNR) | region (worst window): what the files show
     region_grid: list[int] = field(default_factory=lambda: [4, 6])   # rows, cols of the region score's windows
     bootstrap: int = 1000                   # resamples of the test videos for 95% intervals; 0 = none
+    protocol: str = "official"              # official (only frames a clip scores count) | padded (every frame)
 
 
 @dataclass
@@ -403,6 +404,7 @@ _CHOICES = {
     "score.normalization": ("calibrated", "minmax"),
     "tune.scheduler": ("asha", "fifo"),
     "evaluate.score": ("frame", "region"),
+    "evaluate.protocol": ("official", "padded"),
     "tune.search": ("random", "grid", "optuna", "hyperopt"),
     "train.amp": ("auto", "bf16", "off"),
     "train.memory_format": ("auto", "channels_last", "contiguous"),

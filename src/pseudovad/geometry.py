@@ -46,6 +46,13 @@ class ClipGeometry:
             return np.zeros(0, dtype=np.int64)
         return np.arange(0, n_frames - self.span + 1, stride, dtype=np.int64)
 
+    def scored_frames(self, n_frames: int) -> slice:
+        """The frames of a video of `n_frames` frames that a stride-1 clip scores: the first
+        `first_scored` and the last `span − 1 − first_scored` have none (the official protocol
+        leaves them out of every AUC; `evaluation.protocol`)."""
+        n = len(self.starts(n_frames))
+        return slice(self.first_scored, self.first_scored + n)
+
     @classmethod
     def from_config(cls, cfg: Config) -> ClipGeometry:
         """The configured method's geometry: LTGPA reconstructs `data.clip_len` frames and scores

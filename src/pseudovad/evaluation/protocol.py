@@ -1,11 +1,22 @@
 """The papers' evaluation protocol over a labelled test split, and the files it leaves behind.
 
 PSNR of each stride-1 clip's scored frame against its reconstruction or prediction (frames in
-[0, 1], peak 1; `evaluation.streaming`); edge frames take the nearest clip's score; PSNR min-max
-normalised within each video, anomaly score = 1 − normalised PSNR; one ROC over all frames (micro
-AUC), plus macro AUC, AUC of raw −PSNR and EER (`evaluation.metrics`). Beside the numbers:
-scores.csv (video,frame,psnr,score,label), roc.csv (fpr,tpr,threshold) and plots/ (ROC, one
-timeline per video, the top-k frames figure), every file written atomically.
+[0, 1], peak 1; `evaluation.streaming`); PSNR min-max normalised within each video, anomaly score
+= 1 − normalised PSNR; one ROC over the counted frames (micro AUC), plus macro AUC, AUC of raw
+−PSNR and EER (`evaluation.metrics`).
+
+Which frames count (`evaluate.protocol`):
+- `official` (default; LNTRA's / STEAL's / MAE-NCT's released evaluation): only frames a clip
+  scores, `ClipGeometry.scored_frames` — LTGPA leaves out each video's first
+  `scored_index · frame_step` and last `span − 1 − scored_index · frame_step` frames (8 and 7 for
+  16-frame clips scored at index 8), MAE-NCT its first `in_frames`. Every AUC (micro, macro, raw,
+  EER, region, bootstrap intervals) is over the counted frames only; metrics.json says
+  how many were counted (`frames`) and left out (`frames_left_out`).
+- `padded` (this project before; kept to compare old numbers with new): every frame counts, an
+  edge frame carrying the nearest scored frame's score.
+Either way every frame keeps a value in scores.csv (`counted` says which were in the AUC), the
+timelines and `score`: an edge frame shows the nearest scored frame's score. Pixel AUC always
+uses the scored frames' own error maps only (an edge frame has none).
 
 Beside the papers' numbers, never replacing them (opt-in for the files, always in metrics.json):
 - the region score (`evaluation.regions`): PSNR of the worst window of the scored frame's error
@@ -15,7 +26,7 @@ Beside the papers' numbers, never replacing them (opt-in for the files, always i
   (`evaluation.pixels`) → `pixel_auc`;
 - 95% bootstrap intervals over test videos for each AUC (`evaluation.bootstrap`) →
   `<auc>_ci_low`, `<auc>_ci_high`, `bootstrap_resamples` (0: none computed).
-scores.csv always carries `region_psnr` and `region_score` columns after the paper's five.
+scores.csv: video,frame,psnr,score,label, then region_psnr,region_score,counted.
 """
 from __future__ import annotations
 
@@ -47,9 +58,11 @@ log = logging.getLogger(__name__)
 PSNR_CONVENTION = "10*log10(1/MSE), frames mapped to [0, 1] (peak 1)"
 SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "eer_threshold", "frames", "anomalous_frames",
                 "videos", "macro_videos", "macro_excluded", "constant_videos")
+PROTOCOLS = ("official", "padded")
+OFFICIAL, PADDED = PROTOCOLS
 # what an evaluation's numbers are about: provenance.json, beside the numbers of metrics.json
 # (`pseudovad.results`); `model_sha256` binds the numbers to one model file (the gate checks it)
-PROVENANCE_KEYS = ("method", "pseudo_kind", "variant", "dataset", "model", "model_sha256", "fingerprint",
+PROVENANCE_KEYS = ("method", "pseudo_kind", "variant", "dataset", "protocol", "model", "model_sha256", "fingerprint",
                    "train_fingerprint", "psnr", "video_ids", "macro_excluded", "constant_videos",
                    "inference_amp", "inference_memory_format")
 
@@ -115,17 +128,41 @@ def top_frames(psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray], k: in
     return chosen
 
 
+def counted_frames(n_frames: int, geom: ClipGeometry, protocol: str = OFFICIAL) -> slice:
+    """The frames of a video that count in its AUCs: those a clip scores (`official`) or all (`padded`)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
+    return geom.scored_frames(n_frames) if protocol == OFFICIAL else slice(0, n_frames)
+
+
+def summarize(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], geom: ClipGeometry,
+              protocol: str = OFFICIAL) -> dict[str, Any]:
+    """`metrics.summarize` over the frames `protocol` counts (a tune trial's validation AUC, the
+    held-out AUC of a search: the same numbers `evaluate` would report)."""
+    counted = {v: counted_frames(len(psnr[v]), geom, protocol) for v in labels}
+    return metrics_mod.summarize({v: np.asarray(labels[v])[counted[v]] for v in labels},
+                                 {v: np.asarray(psnr[v])[counted[v]] for v in labels})
+
+
 def scores_csv(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray],
-               region: dict[str, np.ndarray] | None = None, region_scores: dict[str, np.ndarray] | None = None) -> str:
-    """video,frame,psnr,score,label (+ region_psnr,region_score when given); `score` is the chosen score."""
+               region: dict[str, np.ndarray] | None = None, region_scores: dict[str, np.ndarray] | None = None,
+               counted: dict[str, slice] | None = None) -> str:
+    """video,frame,psnr,score,label (+ region_psnr,region_score, and counted (1: in the AUC), when
+    given); `score` is the chosen score."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video", "frame", "psnr", "score", "label"] + (["region_psnr", "region_score"] if region else []))
+    w.writerow(["video", "frame", "psnr", "score", "label"] + (["region_psnr", "region_score"] if region else [])
+               + (["counted"] if counted else []))
     for v in labels:
+        inside = np.zeros(len(labels[v]), dtype=bool)
+        if counted:
+            inside[counted[v]] = True
         for f, (p, s, y) in enumerate(zip(psnr[v], scores[v], labels[v])):
             row = [v, f, f"{p:.4f}", f"{s:.6f}", int(y)]
             if region:
                 row += [f"{region[v][f]:.4f}", f"{region_scores[v][f]:.6f}"]
+            if counted:
+                row.append(int(inside[f]))
             w.writerow(row)
     return buf.getvalue()
 
@@ -218,10 +255,12 @@ def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
 def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], out: Path, *, dataset: str,
              model_ref: str, fingerprint: str, model_sha256: str | None = None, top_k: int = 0,
              progress: bool = False, score: str = "frame", region_grid: tuple[int, int] = (4, 6),
-             pixel_masks: str | Path | None = None, bootstrap: int = boot.DEFAULT_RESAMPLES) -> dict[str, Any]:
+             pixel_masks: str | Path | None = None, bootstrap: int = boot.DEFAULT_RESAMPLES,
+             protocol: str = OFFICIAL) -> dict[str, Any]:
     """Score `entries` of `store`, write scores.csv, roc.csv and plots/ into `out`, return the
     results (what evaluate's metrics.json and provenance.json hold, `PROVENANCE_KEYS` the latter).
-    `score`: frame (the papers') or region, the score the files show; metrics hold both (module doc)."""
+    `score`: frame (the papers') or region, the score the files show; metrics hold both (module doc).
+    `protocol`: official (only frames a clip scores count) or padded (every frame)."""
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
     log.info("evaluate: scoring with %s", detector.describe())
     t0 = time.perf_counter()
@@ -230,23 +269,34 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     secs = time.perf_counter() - t0
     frames = sum(len(p) for p in psnr.values())
     log.info("evaluate: scored %d frames in %.1f s (%.0f frames/s)", frames, secs, frames / max(secs, 1e-9))
-    m = metrics_mod.summarize(labels, psnr)
-    mr = metrics_mod.summarize(labels, region)
+    counted = {v: counted_frames(len(psnr[v]), detector.geometry, protocol) for v in labels}
+
+    def cut(per_video: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {v: np.asarray(per_video[v])[counted[v]] for v in labels}
+
+    y = cut(labels)
+    m = metrics_mod.summarize(y, cut(psnr))
+    mr = metrics_mod.summarize(y, cut(region))
+    # on every frame, for the files; on the counted frames these are the AUCs' scores (an edge frame
+    # carries a scored frame's PSNR, so the per-video min and max are those of the counted frames)
     frame_scores = {v: anomaly_scores(psnr[v]) for v in labels}
     region_scores = {v: anomaly_scores(region[v]) for v in labels}
     shown, shown_psnr, shown_m = ((region_scores, region, mr) if score == "region" else (frame_scores, psnr, m))
-    fpr, tpr, thr = metrics_mod.roc(labels, shown)
+    fpr, tpr, thr = metrics_mod.roc(y, cut(shown))
     extra: dict[str, Any] = {"region_auc_micro": mr["auc_micro"], "region_auc_macro": mr["auc_macro"],
                              "bootstrap_resamples": bootstrap}
     if bootstrap > 0:
         raw = {v: -np.asarray(psnr[v], dtype=np.float64) for v in labels}
-        extra.update(intervals(labels, {"auc": frame_scores, "auc_raw": raw, "region_auc": region_scores}, bootstrap))
+        extra.update(intervals(y, {"auc": cut(frame_scores), "auc_raw": cut(raw), "region_auc": cut(region_scores)},
+                               bootstrap))
     if pixel_masks is not None:
         h, w = (int(x) for x in detector.meta["size"])
         extra.update(pixel_metrics(pixel_masks, store, entries, errors, (h, w), bootstrap))
 
     result: dict[str, Any] = {
         **{k: m[k] for k in SUMMARY_KEYS},
+        "frames_left_out": frames - m["frames"],
+        "protocol": protocol,
         **describe_model(detector.meta.get("config", {})),
         "seed": detector.meta.get("config", {}).get("seed"),     # `report` averages over seeds
         "dataset": dataset,
@@ -262,14 +312,14 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
         **extra,
     }
 
-    write_text(out / "scores.csv", scores_csv(labels, psnr, shown, region, region_scores))
+    write_text(out / "scores.csv", scores_csv(labels, psnr, shown, region, region_scores, counted))
     write_text(out / "roc.csv", roc_csv(fpr, tpr, thr))
     with atomic_dir(out / "plots") as pdir:
         title = f"{result['method']} · {result['variant']} on {result['dataset']}" + (" (region score)" if score == "region" else "")
         plots.roc_plot(fpr, tpr, shown_m["auc_micro"], pdir / "roc.png", title, shown_m["eer"])
         for e in entries:
             plots.timeline_plot(e.id, shown[e.id], labels[e.id], pdir / f"timeline_{_safe(e.id)}.png",
-                                shown_m["video_auc"][e.id])
+                                shown_m["video_auc"][e.id], counted[e.id])
         if top_k > 0:
             by_id = {e.id: e for e in entries}
             items = []

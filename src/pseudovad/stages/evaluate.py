@@ -48,7 +48,8 @@ def _evaluate(cfg: Config, model_ref: str, local: Path, sha256: str, store: str 
                                    fingerprint=evaluation_version(fs.root, [e.id for e in entries]),
                                    model_sha256=sha256, top_k=cfg.evaluate.top_k, progress=progress,
                                    score=cfg.evaluate.score, region_grid=tuple(cfg.evaluate.region_grid),
-                                   pixel_masks=cfg.data.pixel_masks, bootstrap=cfg.evaluate.bootstrap)
+                                   pixel_masks=cfg.data.pixel_masks, bootstrap=cfg.evaluate.bootstrap,
+                                   protocol=cfg.evaluate.protocol)
         result.update(store=str(fs.root), mlflow_run_id=tracking.active_run_id())
         result = results.write(stage, result, (*protocol.PROVENANCE_KEYS, *TRACKING_KEYS))
     return result
@@ -123,9 +124,11 @@ def add_arguments(p) -> None:
 def main(cfg: Config, args) -> int:
     r = run(cfg, args.model, args.store, args.out, args.videos, progress=not os.environ.get("PSEUDOVAD_NO_PROGRESS"))
     macro = "n/a" if r["auc_macro"] is None else f"{r['auc_macro']:.4f}"
+    left = (f"; {r['frames_left_out']} edge frames no clip scores left out" if r.get("frames_left_out")
+            else "")
     print(f"evaluate: micro AUC {r['auc_micro']:.4f} (macro {macro} over {r['macro_videos']}/{r['videos']} videos, "
           f"raw {r['auc_raw']:.4f}, EER {r['eer']:.4f}) on {r['frames']} frames "
-          f"({r['anomalous_frames']} anomalous) → {args.out or cfg.evaluate.out}")
+          f"({r['anomalous_frames']} anomalous{left}) → {args.out or cfg.evaluate.out}")
     extras = [f"region-score micro AUC {r['region_auc_micro']:.4f}"]
     if r.get("auc_micro_ci_low") is not None:
         extras.append(f"95% interval of the micro AUC over videos {r['auc_micro_ci_low']:.4f}–{r['auc_micro_ci_high']:.4f}")

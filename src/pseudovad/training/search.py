@@ -289,14 +289,17 @@ def best_params_text(cfg: Config, overrides: dict[str, Any], note: str) -> str:
 
 def evaluate_held_out(model_path: Path, store: FrameStore, entries: list[VideoEntry], cfg: Config) -> dict[str, Any]:
     from pseudovad.device import resolve_device
-    from pseudovad.evaluation import score_videos, summarize
+    from pseudovad.evaluation import score_videos
+    from pseudovad.evaluation.protocol import summarize
+    from pseudovad.geometry import ClipGeometry
     from pseudovad.models.model_file import load_model
 
     device = resolve_device(cfg.device)
     net, meta = load_model(model_path, device)
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
-    return summarize(labels, score_videos(net, meta, store, entries, device, cfg.evaluate.batch_size,
-                                          amp=cfg.inference.amp, memory_format=cfg.inference.memory_format))
+    psnr = score_videos(net, meta, store, entries, device, cfg.evaluate.batch_size,
+                        amp=cfg.inference.amp, memory_format=cfg.inference.memory_format)
+    return summarize(labels, psnr, ClipGeometry.from_meta(meta), cfg.evaluate.protocol)
 
 
 def _close_children(parent_run_id: str, experiment_id: str, rows: list[dict[str, Any]]) -> int:

@@ -114,7 +114,9 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device, set_threads
-    from pseudovad.evaluation import score_videos, summarize
+    from pseudovad.evaluation import score_videos
+    from pseudovad.evaluation.protocol import summarize
+    from pseudovad.geometry import ClipGeometry
     from pseudovad.models.model_file import model_meta, save_model
     from pseudovad.training.fit import fit_detector
 
@@ -148,7 +150,8 @@ def trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     def on_epoch(epoch: int, record: dict, method) -> None:
         net = method.predictor()
         m = summarize(labels, score_videos(net, model_meta(cfg), store, val, device, cfg.evaluate.batch_size,
-                                             amp=cfg.inference.amp, memory_format=cfg.inference.memory_format))
+                                           amp=cfg.inference.amp, memory_format=cfg.inference.memory_format),
+                      ClipGeometry.from_config(cfg), cfg.evaluate.protocol)
         auc = float(m["auc_micro"])
         if best["val_auc"] is None or auc > best["val_auc"]:
             best.update(val_auc=auc, epoch=epoch + 1)
