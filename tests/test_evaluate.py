@@ -141,6 +141,31 @@ def test_every_frame_gets_its_scored_clip_and_edges_take_the_nearest(frame_step)
     assert got[0] == got[first] and got[-1] == got[last] and got[first] != got[first + 1]
 
 
+def test_training_free_floor_by_hand_on_a_tiny_video():
+    """Frame difference: the mean of the MSEs to the previous and next frame; temporal residual:
+    the MSE to the mean of both. Frames 1–3 are one frame shown three times: frame 2 equals its
+    neighbours (a score of exactly 0 is undefined) and takes frame 1's value, as the first and
+    last frames (one neighbour) take their nearest frame's."""
+    from pseudovad.evaluation import floor
+
+    px = [(0, 0), (51, 0), (51, 0), (51, 0), (153, 51), (153, 204)]   # 51/255 = 0.2, 153/255 = 0.6 …
+    frames = np.array(px, dtype=np.uint8)[:, None, :]                  # (6, 1, 2)
+    mse = floor.frame_mse(frames)
+    assert mse["framediff"] == pytest.approx([0.01, 0.01, 0.01, 0.05, 0.14, 0.14], rel=1e-5)
+    assert mse["residual"] == pytest.approx([0.005, 0.005, 0.005, 0.025, 0.04, 0.04], rel=1e-5)
+    p = floor.frame_psnr(frames)
+    assert p["framediff"][3] == pytest.approx(10 * math.log10(1 / 0.05), rel=1e-6)
+    labels = {"v": np.array([0, 1, 0, 1, 1, 0])}
+    per = {k: {"v": p[k]} for k in floor.KINDS}
+    # pairs (anomalous, normal) ranked right, ties half: 5.5 of 9 for both
+    got = floor.aucs(labels, per)
+    assert got["auc_floor_framediff"] == pytest.approx(5.5 / 9) == got["auc_floor_residual"] == got["auc_floor"]
+    inner = floor.aucs(labels, per, {"v": slice(1, 5)})                # only frames 1–4 counted
+    assert inner["auc_floor_framediff"] == pytest.approx(2.5 / 3) == inner["auc_floor_residual"]
+    # normalised over the counted frames (PSNR 20, 20, 13.01, 8.54 dB), the others clipped into [0, 1]
+    assert floor.scores(p["framediff"], slice(1, 5)).tolist() == pytest.approx([0, 0, 0, 0.6099, 1, 1], abs=1e-3)
+
+
 def test_fill_edges_and_too_short_video():
     assert streaming.fill_edges(6, 2, np.array([5.0, 6.0, 7.0])).tolist() == [5, 5, 5, 6, 7, 7]
     meta = {"method": "ltgpa", "clip_len": 8, "scored_index": 4, "value_range": "tanh", "size": [8, 8], "channels": 1}
@@ -254,6 +279,11 @@ def test_official_protocol_counts_only_the_frames_a_clip_scores(evaluated, tmp_p
         assert m["auc_micro"] == pytest.approx(_auc_of_rows(counted), abs=1e-6)
         assert m["auc_micro_ci_low"] <= m["auc_micro"] <= m["auc_micro_ci_high"]
         assert m["anomalous_frames"] == sum(int(r["label"]) for r in counted)
+        # the training-free floor on the same frames: scores.csv's columns give the same AUCs
+        for k in ("framediff", "residual"):
+            assert m[f"auc_floor_{k}"] == pytest.approx(_auc_of_rows(counted, f"floor_{k}"), abs=1e-6)
+        assert m["auc_floor"] == max(m["auc_floor_framediff"], m["auc_floor_residual"])
+        assert m["auc_floor_margin"] == pytest.approx(m["auc_micro"] - m["auc_floor"])
     roc = list(csv.DictReader((tmp_path / "official" / "roc.csv").open()))
     assert float(roc[-1]["fpr"]) == 1.0
 
@@ -297,6 +327,16 @@ def test_report_table_from_two_metrics_files(evaluated, tmp_path, capsys):
     rows = {r["row"]: r for r in t["rows"]}
     assert rows["ltgpa · learned"]["synthetic"] == f"{100 * result['auc_micro']:.2f}"
     assert rows["ltgpa · baseline"]["ped2"] == "92.49" and rows["ltgpa · baseline"]["synthetic"] == ""
+    # the training-free floor, a row of its own: one figure per dataset, or its range across the files
+    floor_row = t["rows"][-1]
+    assert floor_row["row"] == "training-free floor (frame difference / temporal residual)"
+    assert floor_row["synthetic"] == f"{100 * result['auc_floor']:.2f}" and floor_row["ped2 paper"] == ""
+    third = {**second, "auc_floor": second["auc_floor"] - 0.05, "seed": 7}
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c/metrics.json").write_text(json.dumps(third))
+    ped2 = report.run(None, [str(tmp_path / "*/metrics.json")])["rows"][-1]["ped2"]
+    assert ped2 == f"{100 * third['auc_floor']:.2f}–{100 * second['auc_floor']:.2f}"
+    (tmp_path / "c/metrics.json").unlink()
     md = tmp_path / "table.md"
     assert cli_main(["report", str(tmp / "eval/metrics.json"), str(tmp_path / "b/metrics.json"), "--markdown", str(md)]) == 0
     text = md.read_text()

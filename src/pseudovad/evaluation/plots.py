@@ -56,9 +56,10 @@ def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, tit
 
 
 def timeline_plot(video: str, scores: np.ndarray, labels: np.ndarray, path: str | Path,
-                  auc: float | None = None, counted: slice | None = None) -> None:
+                  auc: float | None = None, counted: slice | None = None, floor: np.ndarray | None = None,
+                  floor_name: str = "training-free floor") -> None:
     """Anomaly score over frames with the ground-truth anomalous spans shaded; frames outside
-    `counted` (no clip scores them: not in the AUC) shaded grey."""
+    `counted` (no clip scores them: not in the AUC) hatched grey, the `floor` score dotted."""
     fig, ax = _pyplot().subplots(figsize=(8, 2.6))
     for i, (a, b) in enumerate(spans(labels)):
         ax.axvspan(a - 0.5, b - 0.5, color="C3", alpha=0.2, lw=0, label="ground truth anomalous" if i == 0 else None)
@@ -69,6 +70,8 @@ def timeline_plot(video: str, scores: np.ndarray, labels: np.ndarray, path: str 
         for i, (a, b) in enumerate(edges):
             ax.axvspan(a - 0.5, b - 0.5, color="0.5", alpha=0.25, lw=0,
                        label="not in the AUC (no clip scores it)" if i == 0 else None)
+    if floor is not None:
+        ax.plot(np.arange(len(floor)), floor, c="0.4", lw=1, ls=":", label=floor_name)
     ax.plot(np.arange(n), scores, c="C0", lw=1.5, label="anomaly score")
     ax.set(xlim=(-0.5, n - 0.5), ylim=(-0.02, 1.02), xlabel="frame", ylabel="1 − normalised PSNR",
            title=f"video {video}" + (f" (AUC {auc:.3f})" if auc is not None else " (single class: no AUC)"))

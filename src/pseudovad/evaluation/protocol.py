@@ -10,13 +10,19 @@ Which frames count (`evaluate.protocol`):
   scores, `ClipGeometry.scored_frames` — LTGPA leaves out each video's first
   `scored_index · frame_step` and last `span − 1 − scored_index · frame_step` frames (8 and 7 for
   16-frame clips scored at index 8), MAE-NCT its first `in_frames`. Every AUC (micro, macro, raw,
-  EER, region, bootstrap intervals) is over the counted frames only; metrics.json says
+  EER, region, bootstrap intervals, the floor) is over the counted frames only; metrics.json says
   how many were counted (`frames`) and left out (`frames_left_out`).
 - `padded` (this project before; kept to compare old numbers with new): every frame counts, an
   edge frame carrying the nearest scored frame's score.
 Either way every frame keeps a value in scores.csv (`counted` says which were in the AUC), the
 timelines and `score`: an edge frame shows the nearest scored frame's score. Pixel AUC always
 uses the scored frames' own error maps only (an edge frame has none).
+
+Beside the model, the training-free floor (`evaluation.floor`: frame difference and temporal
+residual on the same store, frames and protocol) → `auc_floor_framediff`, `auc_floor_residual`,
+`auc_floor` (the higher) and `auc_floor_margin` (auc_micro − auc_floor); a warning when the model
+does not beat it. scores.csv carries both floor scores per frame (`floor_framediff`,
+`floor_residual`), roc.csv / plots the model's.
 
 Beside the papers' numbers, never replacing them (opt-in for the files, always in metrics.json):
 - the region score (`evaluation.regions`): PSNR of the worst window of the scored frame's error
@@ -26,7 +32,7 @@ Beside the papers' numbers, never replacing them (opt-in for the files, always i
   (`evaluation.pixels`) → `pixel_auc`;
 - 95% bootstrap intervals over test videos for each AUC (`evaluation.bootstrap`) →
   `<auc>_ci_low`, `<auc>_ci_high`, `bootstrap_resamples` (0: none computed).
-scores.csv: video,frame,psnr,score,label, then region_psnr,region_score,counted.
+scores.csv: video,frame,psnr,score,label, then region_psnr,region_score,counted,floor_framediff,floor_residual.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ import numpy as np
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import DataError
 from pseudovad.evaluation import bootstrap as boot
+from pseudovad.evaluation import floor
 from pseudovad.evaluation import metrics as metrics_mod
 from pseudovad.evaluation import plots
 from pseudovad.evaluation.pixels import pixel_auc, read_pixel_masks, resize_masks
@@ -146,13 +153,15 @@ def summarize(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], geom: 
 
 def scores_csv(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], scores: dict[str, np.ndarray],
                region: dict[str, np.ndarray] | None = None, region_scores: dict[str, np.ndarray] | None = None,
-               counted: dict[str, slice] | None = None) -> str:
-    """video,frame,psnr,score,label (+ region_psnr,region_score, and counted (1: in the AUC), when
-    given); `score` is the chosen score."""
+               counted: dict[str, slice] | None = None, floor_scores: dict[str, dict[str, np.ndarray]] | None = None
+               ) -> str:
+    """video,frame,psnr,score,label (+ region_psnr,region_score, counted (1: in the AUC), and the
+    floor's scores, when given); `score` is the chosen score."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    kinds = list(floor_scores or {})
     w.writerow(["video", "frame", "psnr", "score", "label"] + (["region_psnr", "region_score"] if region else [])
-               + (["counted"] if counted else []))
+               + (["counted"] if counted else []) + [f"floor_{k}" for k in kinds])
     for v in labels:
         inside = np.zeros(len(labels[v]), dtype=bool)
         if counted:
@@ -163,6 +172,7 @@ def scores_csv(labels: dict[str, np.ndarray], psnr: dict[str, np.ndarray], score
                 row += [f"{region[v][f]:.4f}", f"{region_scores[v][f]:.6f}"]
             if counted:
                 row.append(int(inside[f]))
+            row += [f"{floor_scores[k][v][f]:.6f}" for k in kinds]
             w.writerow(row)
     return buf.getvalue()
 
@@ -252,6 +262,18 @@ def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+def floor_metrics(store: FrameStore, entries: list[VideoEntry], labels: dict[str, np.ndarray],
+                  counted: dict[str, slice]) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """(the floor's AUCs, {kind: {video: per-frame floor score}}) on the store's frames, counting
+    the same frames as the model (`evaluation.floor`)."""
+    psnr: dict[str, dict[str, np.ndarray]] = {k: {} for k in floor.KINDS}
+    for e in entries:
+        for k, p in floor.frame_psnr(store.array(e)).items():
+            psnr[k][e.id] = p
+    per_frame = {k: {v: floor.scores(psnr[k][v], counted[v]) for v in labels} for k in floor.KINDS}
+    return floor.aucs(labels, psnr, counted), per_frame
+
+
 def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], out: Path, *, dataset: str,
              model_ref: str, fingerprint: str, model_sha256: str | None = None, top_k: int = 0,
              progress: bool = False, score: str = "frame", region_grid: tuple[int, int] = (4, 6),
@@ -283,8 +305,15 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     region_scores = {v: anomaly_scores(region[v]) for v in labels}
     shown, shown_psnr, shown_m = ((region_scores, region, mr) if score == "region" else (frame_scores, psnr, m))
     fpr, tpr, thr = metrics_mod.roc(y, cut(shown))
+    floor_aucs, floor_scores = floor_metrics(store, entries, labels, counted)
+    margin = m["auc_micro"] - floor_aucs["auc_floor"]
+    if margin <= 0:
+        log.warning("evaluate: the model's micro AUC %.4f does not beat the training-free floor %.4f (%s %.4f, "
+                    "%s %.4f): a score that learns nothing detects these anomalies as well", m["auc_micro"],
+                    floor_aucs["auc_floor"], floor.NAMES[floor.FRAMEDIFF], floor_aucs["auc_floor_framediff"],
+                    floor.NAMES[floor.RESIDUAL], floor_aucs["auc_floor_residual"])
     extra: dict[str, Any] = {"region_auc_micro": mr["auc_micro"], "region_auc_macro": mr["auc_macro"],
-                             "bootstrap_resamples": bootstrap}
+                             **floor_aucs, "auc_floor_margin": margin, "bootstrap_resamples": bootstrap}
     if bootstrap > 0:
         raw = {v: -np.asarray(psnr[v], dtype=np.float64) for v in labels}
         extra.update(intervals(y, {"auc": cut(frame_scores), "auc_raw": cut(raw), "region_auc": cut(region_scores)},
@@ -312,14 +341,16 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
         **extra,
     }
 
-    write_text(out / "scores.csv", scores_csv(labels, psnr, shown, region, region_scores, counted))
+    write_text(out / "scores.csv", scores_csv(labels, psnr, shown, region, region_scores, counted, floor_scores))
     write_text(out / "roc.csv", roc_csv(fpr, tpr, thr))
+    best = max(floor.KINDS, key=lambda k: floor_aucs[f"auc_floor_{k}"])
     with atomic_dir(out / "plots") as pdir:
         title = f"{result['method']} · {result['variant']} on {result['dataset']}" + (" (region score)" if score == "region" else "")
         plots.roc_plot(fpr, tpr, shown_m["auc_micro"], pdir / "roc.png", title, shown_m["eer"])
         for e in entries:
             plots.timeline_plot(e.id, shown[e.id], labels[e.id], pdir / f"timeline_{_safe(e.id)}.png",
-                                shown_m["video_auc"][e.id], counted[e.id])
+                                shown_m["video_auc"][e.id], counted[e.id], floor_scores[best][e.id],
+                                f"training-free floor ({floor.NAMES[best]})")
         if top_k > 0:
             by_id = {e.id: e for e in entries}
             items = []

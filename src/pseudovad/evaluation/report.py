@@ -4,7 +4,9 @@ evaluation as Markdown (the Kubeflow evaluate step's report).
 The table mirrors Table 1 of the LTGPA / LNTRA / MAE-NCT papers: one row per method and
 pseudo-anomaly variant, one column per dataset, frame-level micro AUC in percent, mean ± sample
 standard deviation over the seeds found, with the paper's figure beside ours where a paper
-reports one (`PAPER_AUC`, each with its source).
+reports one (`PAPER_AUC`, each with its source), and a last row with the training-free floor
+the metrics files record (`auc_floor`, `evaluation.floor`): one figure per dataset, or the range
+when the files' floors differ (other resolutions, or other methods' edge frames).
 """
 from __future__ import annotations
 
@@ -131,7 +133,9 @@ def collect(patterns: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "anomalous_frames", "videos")
+SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "frames_left_out", "anomalous_frames", "videos",
+                "auc_floor", "auc_floor_margin")
+FLOOR_ROW = "training-free floor (frame difference / temporal residual)"
 
 
 def evaluation_markdown(result: dict[str, Any]) -> str:
@@ -170,6 +174,14 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f} ({len(pct)})"
 
 
+def _floor_cell(values: list[float]) -> str:
+    """The floor of a dataset in percent: one figure, or low–high when the files' floors differ."""
+    if not values:
+        return ""
+    lo, hi = 100.0 * min(values), 100.0 * max(values)
+    return f"{lo:.2f}" if round(lo, 2) == round(hi, 2) else f"{lo:.2f}–{hi:.2f}"
+
+
 def _row_order(method: str, variant: str) -> tuple:
     methods = list(ROW_ORDER)
     heads = ROW_ORDER.get(method, ())
@@ -188,6 +200,7 @@ def table(entries: Iterable[tuple[str, dict[str, Any]]], metric: str = "auc_micr
     """
     groups: dict[tuple[str, str, str], dict[str, dict[Any, float]]] = {}
     datasets: list[str] = []
+    floors: dict[str, list[float]] = {}
     for path, m in entries:
         if metric not in m:
             raise DataError(f"{path}: no {metric!r} in metrics file")
@@ -195,6 +208,8 @@ def table(entries: Iterable[tuple[str, dict[str, Any]]], metric: str = "auc_micr
         ds, seed = str(m["dataset"]), m.get("seed")
         if ds not in datasets:
             datasets.append(ds)
+        if metric == "auc_micro" and results.finite(m.get("auc_floor")):
+            floors.setdefault(ds, []).append(float(m["auc_floor"]))
         label, n = f"{method} · {variant}", 1
         base = f"{label} ({Path(path).parent.name or path})"
         while seed in groups.get((method, variant, label), {}).get(ds, {}):
@@ -223,6 +238,16 @@ def table(entries: Iterable[tuple[str, dict[str, Any]]], metric: str = "auc_micr
                 row[f"{d} paper"] = f"{ref[0]:.2f}" if ref else ""
                 if ref and ref[1] not in sources:
                     sources.append(ref[1])
+        rows.append(row)
+    if floors:
+        row = {"row": FLOOR_ROW, "stats": {}}
+        for d in datasets:
+            found = floors.get(d, [])
+            row[d] = _floor_cell(found)
+            if found:
+                row["stats"][d] = {"min": min(found), "max": max(found), "n": len(found)}
+            if d in papers:
+                row[f"{d} paper"] = ""
         rows.append(row)
     return {"metric": metric, "datasets": datasets, "columns": columns, "rows": rows, "sources": sources}
 

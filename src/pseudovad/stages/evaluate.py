@@ -129,6 +129,11 @@ def main(cfg: Config, args) -> int:
     print(f"evaluate: micro AUC {r['auc_micro']:.4f} (macro {macro} over {r['macro_videos']}/{r['videos']} videos, "
           f"raw {r['auc_raw']:.4f}, EER {r['eer']:.4f}) on {r['frames']} frames "
           f"({r['anomalous_frames']} anomalous{left}) → {args.out or cfg.evaluate.out}")
+    margin = r["auc_floor_margin"]
+    print(f"evaluate: training-free floor micro AUC {r['auc_floor']:.4f} (frame difference "
+          f"{r['auc_floor_framediff']:.4f}, temporal residual {r['auc_floor_residual']:.4f}); the model's margin "
+          f"over it {margin:+.4f}" + ("" if margin > 0 else
+                                      " — WARNING: the model does not beat a score that needs no training"))
     extras = [f"region-score micro AUC {r['region_auc_micro']:.4f}"]
     if r.get("auc_micro_ci_low") is not None:
         extras.append(f"95% interval of the micro AUC over videos {r['auc_micro_ci_low']:.4f}–{r['auc_micro_ci_high']:.4f}")
