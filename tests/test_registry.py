@@ -64,6 +64,20 @@ def test_force_promotes_and_says_who_and_what_the_gate_said():
     assert not d.promote and "already the champion" in d.reason
 
 
+def test_below_floor_candidate_is_refused_whatever_the_champion():
+    """A model that does not beat frame differencing on its own test frames is never promoted."""
+    d = decide(Entry("1", 0.80, "fp", floor=0.85), None, 0.0)                 # no champion yet
+    assert not d.promote and d.reason.startswith("v1 not promoted (no champion yet): auc_micro 0.8000 does "
+                                                 "not beat its training-free floor 0.8500")
+    d = decide(Entry("2", 0.80, "fp", floor=0.85), Entry("1", 0.60, "fp"), 0.0)   # beats a weak champion
+    assert not d.promote and "champion v1 kept" in d.reason and "training-free floor" in d.reason
+    assert not decide(Entry("1", 0.85, "fp", floor=0.85), None, 0.0).promote    # equal does not beat it
+    assert decide(Entry("2", 0.86, "fp", floor=0.85), Entry("1", 0.60, "fp"), 0.0).promote
+    assert decide(Entry("1", 0.80, "fp"), None, 0.0).promote                    # no labels, no floor: no rule
+    d = decide(Entry("2", 0.80, "fp", floor=0.85), Entry("1", 0.60, "fp"), 0.0, force=True, user="bob")
+    assert d.promote and d.forced and "training-free floor" in d.reason
+
+
 def test_params_never_carry_secrets(tmp_path):
     cfg = tiny_cfg(tmp_path, storage={"endpoint_url": "http://minio:9000", "bucket": "b"},
                    tracking={"uri": "https://user:pa55@mlflow.example.com"})
@@ -100,7 +114,9 @@ def world(tmp_path_factory, mlflow_server):  # noqa: F811
                                "val_fraction": 0.25, **train_kw},
                         evaluate={"out": str(root / tag / "evaluate"), "top_k": 1},
                         tracking={"enabled": tracked, "uri": mlflow_server},
-                        registry={"model_name": NAME, "out": str(root / tag / "register")})
+                        # tiny models never beat frame differencing on tiny footage: the floor rule
+                        # (test_below_floor_…) is off where these tests exercise the champion rules
+                        registry={"model_name": NAME, "out": str(root / tag / "register"), "beat_floor": False})
 
     base = cfg_for("a", True)
     synthesize.run(base)
@@ -455,3 +471,33 @@ def test_register_refuses_another_models_metrics(world, tmp_path, capsys):
     assert code == 2 and "no model_sha256" in err and err.count("\n") == 1, err
     assert not (tmp_path / "reg").exists()
     assert len(_client(world["uri"]).search_model_versions(f"name = '{NAME}'")) == before
+
+
+def test_register_refuses_a_model_worse_than_frame_differencing(world, tmp_path):
+    """A model that learned nothing (every frame reconstructed black: its PSNR tracks brightness,
+    not motion) is worse than frame differencing on the same frames: with the floor rule on (the
+    default) it does not even become the first champion, and its version page says why."""
+    import torch
+
+    from pseudovad.models import build_model
+    from pseudovad.models.model_file import model_meta, save_model
+
+    cfg = config_mod.with_values(world["best"]["cfg"], {
+        "registry.model_name": "pv-floor", "registry.beat_floor": True, "registry.out": str(tmp_path / "reg"),
+        "train.out": str(tmp_path / "train"), "evaluate.out": str(tmp_path / "evaluate")})
+    net = build_model(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        [*net.parameters()][-1].fill_(-5.0)      # the last layer's bias: tanh(−5) ≈ −1, black
+    save_model(tmp_path / "train" / "model.pt", net, model_meta(cfg))
+    ev = evaluate.run(cfg)
+    assert ev["auc_micro"] < ev["auc_floor"] == max(ev["auc_floor_framediff"], ev["auc_floor_residual"])
+    d = register.run(cfg)
+    assert not d["promoted"] and d["champion_after"] is None and "training-free floor" in d["reason"]
+    c = _client(world["uri"])
+    v1 = c.get_model_version("pv-floor", d["version"])
+    assert v1.tags["gate.decision"] == "kept" and float(v1.tags["auc_floor"]) == pytest.approx(ev["auc_floor"])
+    assert v1.description.startswith("**Gate: kept.** v1 not promoted (no champion yet): auc_micro")
+    assert "**Training-free floor** (the gate refuses a version that does not beat it)" in v1.description
+    assert "champion" not in (c.get_registered_model("pv-floor").aliases or {})

@@ -167,6 +167,7 @@ class TrackingConfig:
 class RegistryConfig:
     model_name: Optional[str] = None        # None: "pseudovad-<method>"
     min_delta: float = 0.0                  # champion moves only if AUC beats it by ≥ this
+    beat_floor: bool = True                 # refuse a version whose AUC does not beat its training-free floor
     out: str = "runs/register"
 
 

@@ -8,7 +8,15 @@ registry (`pseudovad.registry` makes the MLflow calls around it). The champion m
     and  Δ = auc_micro(candidate) − auc_micro(champion) > 0    (a tie never promotes)
     and  Δ ≥ registry.min_delta                                (compared with 1e-9 tolerance)
 
-The first version becomes champion. `force` moves it anyway, and the reason says who forced it.
+and, whatever the champion (also for the first version), when the evaluation has labels and so
+a training-free floor (`auc_floor`, `evaluation.floor`: frame difference / temporal residual on
+the same frames):
+
+    auc_micro(candidate) − auc_floor(candidate) > 0            (a model that does not beat a score
+                                                               that learns nothing is refused)
+
+The first version becomes champion if it beats its floor. `force` moves it anyway, and the
+reason says who forced it.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ class Entry:
     version: str
     auc: float | None
     fingerprint: str | None
+    floor: float | None = None     # auc_floor of its evaluation; None: no labels, or evaluated before floors
 
 
 @dataclass(frozen=True)
@@ -40,15 +49,29 @@ def beats(candidate_auc: float, champion_auc: float, min_delta: float) -> bool:
     return delta > EPS and delta >= min_delta - EPS
 
 
+def below_floor(c: Entry) -> str | None:
+    """Why `c` is refused whatever the champion (its AUC does not beat its training-free floor), or None."""
+    if c.floor is None or not math.isfinite(c.floor) or c.auc is None or not math.isfinite(c.auc):
+        return None
+    delta = c.auc - c.floor
+    if delta > EPS:
+        return None
+    return (f"auc_micro {c.auc:.4f} does not beat its training-free floor {c.floor:.4f} (Δ {delta:+.4f}; frame "
+            "difference or temporal residual on the same frames, no model at all)")
+
+
 def decide(candidate: Entry, champion: Entry | None, min_delta: float, force: bool = False,
            user: str | None = None) -> Decision:
     """Whether `champion` moves to `candidate`, and why (one line)."""
     c = candidate
-    if champion is None:
-        return Decision(True, f"no champion yet: v{c.version} becomes the first champion")
-    if champion.version == c.version:
+    if champion is not None and champion.version == c.version:
         return Decision(False, f"v{c.version} is already the champion")
-    if champion.fingerprint != c.fingerprint:
+    floor_why = below_floor(c)
+    if floor_why is not None:
+        ok, why = False, floor_why
+    elif champion is None:
+        return Decision(True, f"no champion yet: v{c.version} becomes the first champion")
+    elif champion.fingerprint != c.fingerprint:
         ok = False
         why = (f"evaluated on a different test set than champion v{champion.version} "
                f"(fingerprint {str(c.fingerprint)[:12]} vs {str(champion.fingerprint)[:12]}): AUCs are not comparable")
@@ -77,4 +100,6 @@ def decide(candidate: Entry, champion: Entry | None, min_delta: float, force: bo
         return Decision(True, f"forced by {user or 'unknown'} (gate: {why})", forced=True)
     if ok:
         return Decision(True, f"promoted: {why}")
+    if champion is None:
+        return Decision(False, f"v{c.version} not promoted (no champion yet): {why}")
     return Decision(False, f"champion v{champion.version} kept: {why}")

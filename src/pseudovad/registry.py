@@ -31,7 +31,7 @@ from pseudovad.gate import Entry, decide
 from pseudovad.models import model_file
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-METRIC_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer")
+METRIC_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "auc_floor")
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
@@ -317,6 +317,13 @@ def version_description(version: str, d, champ: Entry | None, champ_tags: dict[s
               f"- **Method**: {method} · {ev.get('variant', '')} ({settings}); trained on `"
               f"{str(meta.get('train_fingerprint'))[:16]}`, {meta.get('steps', '?')} steps",
               f"- **Model file**: sha256 `{cand.sha256[:16]}`"]
+    if _float_tag(ev.get("auc_floor")) is not None:
+        rule = ("the gate refuses a version that does not beat it" if cfg.registry.beat_floor
+                else "not gating: registry.beat_floor is false")
+        lines.append(f"- **Training-free floor** ({rule}): auc_floor "
+                     f"{_fmt(ev.get('auc_floor'))} (frame difference {_fmt(ev.get('auc_floor_framediff'))}, temporal "
+                     f"residual {_fmt(ev.get('auc_floor_residual'))}); this version's margin "
+                     f"{ev['auc_micro'] - float(ev['auc_floor']):+.4f}")
     if ev_run is not None:
         exp, rid = ev_run.info.experiment_id, ev_run.info.run_id
         links = [f"[{a.split('/')[-1]}]({run_link(exp, rid, a)})" for a in artifacts
@@ -386,7 +393,8 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         before = aliases.get(CHAMPION)
         champ_mv = c.get_model_version(name, before) if before is not None else None
         champ = _version_entry(champ_mv) if champ_mv is not None else None
-        d = decide(Entry(version, float(ev["auc_micro"]), fp), champ, cfg.registry.min_delta, force, user)
+        floor = _float_tag(ev.get("auc_floor")) if cfg.registry.beat_floor else None
+        d = decide(Entry(version, float(ev["auc_micro"]), fp, floor), champ, cfg.registry.min_delta, force, user)
         c.set_registered_model_alias(name, CHALLENGER, version)
         if d.promote:
             c.set_registered_model_alias(name, CHAMPION, version)
