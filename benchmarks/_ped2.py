@@ -1,4 +1,4 @@
-"""What the Ped2 benchmark scripts (ped2_ltgpa.py, ped2_mae.py, ped2_tune.py) share.
+"""What the Ped2 (and Ped1) benchmark scripts (ped2_ltgpa.py, ped2_mae.py, ped2_tune.py, ped2_seeds.py) share.
 
 One copy of the parts whose logic is the same in each script, so that a fix to, say, the probe
 or the environment line of the results reaches every benchmark. The scripts are run as
@@ -23,6 +23,52 @@ sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from pseudovad import config as config_mod  # noqa: E402
+
+# The UCSD scenes the benchmarks run on: raw data (the params files' data.root is Ped2's) and the
+# test videos recipes may be chosen on (`val`; the others are held out). Ped1: test videos 01–18
+# only (../shared/data/ped1/PROVENANCE.md); its val videos are a fixed third of them, every third.
+DATASETS = {
+    "ped2": {"root": "../shared/data/ped2", "val": ["01", "04", "07"]},
+    "ped1": {"root": "../shared/data/ped1", "val": ["03", "06", "09", "12", "15", "18"]},
+}
+
+
+def dataset_overrides(cfg: config_mod.Config, dataset: str) -> list[str]:
+    """Params overrides that run a Ped2 profile on `dataset`: the same profile (model, sizes, budget)
+    with the scene's raw data and a store of its own (the profile's store path with ped2 → ped1)."""
+    if dataset == "ped2" or cfg.data.name == dataset:
+        return []
+    store = str(cfg.data.store).replace("ped2", dataset)
+    if store == str(cfg.data.store):
+        store = f"{cfg.data.store}-{dataset}"
+    return [f"data.name={dataset}", f"data.root={DATASETS[dataset]['root']}", f"data.store={store}"]
+
+
+def split_aucs(scores_csv: Path, val: list[str], column: str = "score", counted_only: bool = True
+               ) -> dict[str, float]:
+    """Micro AUC (%) on val / held-out / all test videos from evaluate's scores.csv, on the rows
+    its AUC counted (`counted`; a file without the column counted every row), or on every row
+    (`counted_only=False`: the padded protocol, with the same per-video scores)."""
+    import csv
+
+    from sklearn.metrics import roc_auc_score
+
+    rows = list(csv.DictReader(open(scores_csv)))
+    if counted_only:
+        rows = [r for r in rows if r.get("counted", "1") == "1"]
+    out = {}
+    for name, keep in (("val", lambda v: v in val), ("held_out", lambda v: v not in val), ("all", lambda v: True)):
+        sel = [r for r in rows if keep(r["video"])]
+        out[name] = round(100 * roc_auc_score([int(r["label"]) for r in sel], [float(r[column]) for r in sel]), 2)
+    return out
+
+
+def floor_splits(scores_csv: Path, val: list[str]) -> dict[str, dict[str, float]]:
+    """The training-free floor on the same splits and rows: {framediff, residual, max: {val, held_out, all}}."""
+    fl = {k: split_aucs(scores_csv, val, f"floor_{k}") for k in ("framediff", "residual")}
+    fl["max"] = {s: max(fl["framediff"][s], fl["residual"][s]) for s in fl["framediff"]}
+    return fl
+
 
 # Columns every train + evaluate row has between its name/label and its script's own columns.
 RUN_HEAD = ["steps (epochs)", "train min", "eval min", "micro AUC %", "paper micro AUC %", "macro AUC % (videos)"]

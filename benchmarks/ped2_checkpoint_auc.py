@@ -36,6 +36,7 @@ def main() -> int:
 
     from pseudovad.data.store import FrameStore
     from pseudovad.evaluation.streaming import score_videos
+    from pseudovad.geometry import ClipGeometry
     from pseudovad.models import build_model
     from pseudovad.models.model_file import model_meta
 
@@ -51,12 +52,12 @@ def main() -> int:
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
     with (nullcontext() if a.fp32 else torch.autocast("cpu", dtype=torch.bfloat16)):
         psnr = score_videos(model, model_meta(cfg), store, entries, "cpu", cfg.evaluate.batch_size)
-    r = split_aucs(labels, psnr, VAL_VIDEOS)
+    geom = ClipGeometry.from_config(cfg)   # the official protocol: only frames a clip scores count
+    r = split_aucs(labels, psnr, VAL_VIDEOS, geom)
     print(f"step {blob['state']['step']}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "video_auc"))
-    from pseudovad.evaluation.metrics import video_aucs
-    from pseudovad.evaluation.normalize import anomaly_scores
+    from pseudovad.evaluation.protocol import summarize
 
-    per = video_aucs(labels, {v: anomaly_scores(p) for v, p in psnr.items()})
+    per = summarize(labels, psnr, geom)["video_auc"]
     print("per video:", {v: None if x is None else round(100 * x, 1) for v, x in per.items()})
     return 0
 

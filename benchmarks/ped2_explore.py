@@ -9,7 +9,7 @@ seconds per step, and per snapshot the micro AUC on
   val      the validation videos (`--val-videos`, default 01, 04, 07): the ONLY number a recipe
            is chosen on,
   held-out the other nine test videos, and
-  all      all twelve (the papers' protocol),
+  all      all twelve (the papers' protocol; every split on the frames a clip scores, as `evaluate`),
 
 so the selection is auditable and the AUC-versus-training-minutes curve of the run comes free.
 A snapshot is scored in the epoch-end callback with the live model (eval mode, restored after;
@@ -42,9 +42,15 @@ def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def split_aucs(labels: dict, psnr: dict, val: list[str]) -> dict:
-    """Micro AUC on the validation videos, the held-out others and all videos (+ per-video AUC)."""
-    from pseudovad.evaluation.metrics import summarize
+def split_aucs(labels: dict, psnr: dict, val: list[str], geom=None) -> dict:
+    """Micro AUC on the validation videos, the held-out others and all videos (+ per-video AUC),
+    on the frames `evaluate` counts (the official protocol: frames a clip of `geom` scores; every
+    frame when `geom` is None)."""
+    from pseudovad.evaluation.metrics import summarize as summarize_all
+    from pseudovad.evaluation.protocol import summarize as summarize_counted
+
+    def summarize(y, p):
+        return summarize_counted(y, p, geom) if geom is not None else summarize_all(y, p)
 
     held = [v for v in labels if v not in val]
     splits = [("val", val)] + ([("held_out", held), ("all", list(labels))] if held else [])   # held: all were scored
@@ -81,6 +87,7 @@ def main() -> int:
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
     from pseudovad.evaluation.streaming import score_videos
+    from pseudovad.geometry import ClipGeometry
     from pseudovad.models.model_file import model_meta
     from pseudovad.stages import train as train_stage
     from pseudovad.training.fit import video_datasets
@@ -104,6 +111,7 @@ def main() -> int:
     entries = store.videos("testing")
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
     meta = model_meta(cfg)
+    geom = ClipGeometry.from_meta(meta)
     progress_log = out / "snapshots.jsonl"
 
     def score(model, fp32: bool, only_val: bool = False) -> dict:
@@ -128,9 +136,9 @@ def main() -> int:
             psnr = score(net, a.eval_fp32, only_val=not (last or a.snap_all))
             s = {"epoch": epoch + 1, "step": record["step"], "train_min": round(clock["train_s"] / 60, 2),
                  "load": loads[-1], "losses": {k: round(v, 6) for k, v in record.items() if k.startswith(("loss", "noise", "lr"))},
-                 **split_aucs({v: labels[v] for v in psnr}, psnr, val)}
+                 **split_aucs({v: labels[v] for v in psnr}, psnr, val, geom)}
             if a.check_fp32 and last and not a.eval_fp32:
-                s["fp32_check"] = {k: v for k, v in split_aucs(labels, score(net, True), val).items() if k != "video_auc"}
+                s["fp32_check"] = {k: v for k, v in split_aucs(labels, score(net, True), val, geom).items() if k != "video_auc"}
             rows.append(s)
             last_psnr.clear()
             last_psnr.update(psnr)

@@ -1,4 +1,5 @@
-"""Ped2 rows × seeds at one step budget: mean ± std AUC on held-out and all test videos.
+"""Ped2 (or Ped1) rows × seeds at one step budget: mean ± std AUC on held-out and all test videos,
+each beside the training-free floor of the same frames.
 
 One command per results table. Each (row, seed) is a fresh `train` + `evaluate` with the
 pipeline's own stage functions, in its own single-thread process (`--jobs` of them at once: on
@@ -8,20 +9,28 @@ threads wait on each other whenever another job takes a core). The budget is a s
 machine load during it are recorded beside it.
 
 For every run the AUCs are computed on three splits of the test videos, from evaluate's own
-scores.csv (per-video min-max normalised scores, so a subset's AUC needs no re-scoring):
-  val       `--val-videos` (default 01, 04, 07): what recipes were chosen on (ped2_explore.py),
-  held-out  the other nine: the number that was never looked at while choosing,
-  all       all twelve: the papers' protocol, comparable with their tables.
-Writes `benchmarks/results/<name>.json` (method, params, rows, seeds, per-seed AUCs, mean, std,
-train minutes, load, commit) and, unless --no-append, a table in benchmarks/RESULTS.md.
+scores.csv (per-video min-max normalised scores, so a subset's AUC needs no re-scoring), on the
+frames evaluate's protocol counted (official: the frames a clip scores):
+  val       `--val-videos` (Ped2: 01, 04, 07; Ped1: 03, 06, 09, 12, 15, 18): what recipes were
+            chosen on (ped2_explore.py),
+  held-out  the other test videos: the number that was never looked at while choosing,
+  all       all test videos: the papers' protocol, comparable with their tables.
+Beside each: the training-free floor (`floor`: frame difference, temporal residual and the higher,
+on the same splits and frames) and the AUC under the padded protocol of before (`auc_padded`,
+every frame, the same scores).
+
+`--dataset ped1` runs the same profile on UCSD Ped1 (test videos 01–18 of ../shared/data/ped1,
+its own store: the profile's store path with ped2 → ped1). Writes
+`benchmarks/results/<name>.json` (dataset, method, params, rows, seeds, per-seed AUCs and floors,
+mean, std, train minutes, load, commit) and, unless --no-append, a table in benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/ped2_seeds.py --name ltgpa-ablation --method ltgpa --steps 12000 \\
         --rows baseline,gaussian-0.1,gaussian-0.5,gaussian-1,learned --seeds 0,1,2 --jobs 2
+    .venv/bin/python benchmarks/ped2_seeds.py --name ped1-ltgpa --dataset ped1 --method ltgpa --rows baseline,learned
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
@@ -54,22 +63,12 @@ ROWS = {
         "nct": ("pseudo anomalies + NCT (MAE-NCT)", ["pseudo.mode=nct"], "95.5"),
     },
 }
-VAL_VIDEOS = ["01", "04", "07"]
+VAL_VIDEOS = _ped2.DATASETS["ped2"]["val"]
 SCRIPT = str(Path(__file__).resolve())
+split_aucs = _ped2.split_aucs
 
 
 # --- one run (a child process) ------------------------------------------------------------------
-
-def split_aucs(scores_csv: Path, val: list[str], column: str = "score") -> dict[str, float]:
-    """Micro AUC (%) on val / held-out / all test videos from evaluate's scores.csv."""
-    from sklearn.metrics import roc_auc_score
-
-    rows = list(csv.DictReader(open(scores_csv)))
-    out = {}
-    for name, keep in (("val", lambda v: v in val), ("held_out", lambda v: v not in val), ("all", lambda v: True)):
-        sel = [r for r in rows if keep(r["video"])]
-        out[name] = round(100 * roc_auc_score([int(r["label"]) for r in sel], [float(r[column]) for r in sel]), 2)
-    return out
 
 
 def child(a) -> int:
@@ -85,16 +84,20 @@ def child(a) -> int:
     m = evaluate.run(cfg, progress=False)
     t2 = time.perf_counter()
     val = a.val_videos.split(",")
+    scores = Path(cfg.evaluate.out) / "scores.csv"
     res = {
+        "dataset": cfg.data.name, "commit": _ped2.git_rev(),
         "steps": tr["steps"], "epochs": tr["epochs"], "train_min": round((t1 - t0) / 60, 2),
         "eval_min": round((t2 - t1) / 60, 2), "s_per_step": round((t1 - t0) / max(1, tr["steps"]), 4),
         "load": round(sum(loads) / len(loads), 2), "threads": __import__("torch").get_num_threads(),
-        "auc": split_aucs(Path(cfg.evaluate.out) / "scores.csv", val),
+        "auc": split_aucs(scores, val),
+        "floor": _ped2.floor_splits(scores, val),
+        "auc_padded": split_aucs(scores, val, counted_only=False),
         "metrics": {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
         "video_auc": m.get("video_auc"),
     }
-    if "region_score" in open(Path(cfg.evaluate.out) / "scores.csv").readline():
-        res["auc_region"] = split_aucs(Path(cfg.evaluate.out) / "scores.csv", val, "region_score")
+    if "region_score" in open(scores).readline():
+        res["auc_region"] = split_aucs(scores, val, "region_score")
     (out / "result.json").write_text(json.dumps(res, indent=1))
     return 0
 
@@ -114,20 +117,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="results name: benchmarks/results/<name>.json")
     ap.add_argument("--method", choices=list(ROWS), default="ltgpa")
+    ap.add_argument("--dataset", choices=list(_ped2.DATASETS), default="ped2",
+                    help="the scene: the same profile on its raw data and a store of its own")
     ap.add_argument("--params", help="params file (default: the method's CPU profile in configs/)")
     _ped2.add_set_option(ap)
     ap.add_argument("--rows", help="comma-separated rows (default: all of the method's paper rows)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=0, help="train.max_steps of every run (0: the params file's)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
-    ap.add_argument("--val-videos", default=",".join(VAL_VIDEOS))
-    ap.add_argument("--out-root", default="runs/ped2-seeds")
+    ap.add_argument("--val-videos", help="comma-separated (default: the dataset's, see the module doc)")
+    ap.add_argument("--out-root", help="default: runs/<dataset>-seeds")
     ap.add_argument("--title", default="", help="heading of the RESULTS.md section")
     ap.add_argument("--note", default="", help="text under the heading (what the budget is, why)")
     ap.add_argument("--no-append", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = _ped2.parse(ap)
     a.params = a.params or PARAMS[a.method]
+    a.val_videos = a.val_videos or ",".join(_ped2.DATASETS[a.dataset]["val"])
+    a.out_root = a.out_root or f"runs/{a.dataset}-seeds"
     if a.child:
         return child(a)
 
@@ -135,7 +142,9 @@ def main() -> int:
     default_rows = [r for r in table if r not in ("skip", "patch", "learned-maximize")]
     rows = _ped2.pick(ap, a.rows, table, "row") if a.rows else default_rows
     seeds = [int(s) for s in a.seeds.split(",")]
-    base = config_mod.load(a.params, a.set)
+    profile = config_mod.load(a.params, a.set)
+    scene = _ped2.dataset_overrides(profile, a.dataset)     # before the user's -p: theirs win
+    base = config_mod.load(a.params, [*scene, *a.set])
     if base.model.method != a.method:
         ap.error(f"{a.params} is a {base.model.method} profile, not {a.method}")
     _ped2.extract(base)
@@ -144,7 +153,7 @@ def main() -> int:
     for r in rows:
         for s in seeds:
             out = Path(a.out_root) / a.name / f"{r}-seed{s}"
-            sets = [*a.set, *table[r][1], f"seed={s}", "tracking.enabled=false",
+            sets = [*scene, *a.set, *table[r][1], f"seed={s}", "tracking.enabled=false",
                     f"train.out={out / 'train'}", f"evaluate.out={out / 'evaluate'}"]
             if a.steps:
                 sets.append(f"train.max_steps={a.steps}")
@@ -188,11 +197,15 @@ def main() -> int:
 
     results = {r: {s: json.loads((Path(a.out_root) / a.name / f"{r}-seed{s}" / "result.json").read_text())
                    for s in seeds} for r in rows}
-    entry = {"name": a.name, "method": a.method, "params": a.params, "overrides": a.set, "steps": a.steps or None,
+    entry = {"name": a.name, "dataset": a.dataset, "method": a.method, "params": a.params, "overrides": [*scene, *a.set],
+             "steps": a.steps or None,
              "seeds": seeds, "val_videos": a.val_videos.split(","), "commit": _ped2.git_rev(), "started": started,
              "wall_min": round(wall, 1), "jobs": a.jobs, "rows": {}}
-    head = ["row", "pseudo anomalies", "steps", "train min (load)", "all 12 micro AUC %", "held-out 9 %",
-            "val 3 %", "macro % (all)", "paper %"]
+    val = a.val_videos.split(",")
+    n_all = len(results[rows[0]][seeds[0]].get("video_auc") or {}) or "all"
+    n_held = n_all - len(val) if isinstance(n_all, int) else "held-out"
+    head = ["row", "pseudo anomalies", "steps", "train min (load)", f"all {n_all} micro AUC %", f"held-out {n_held} %",
+            f"val {len(val)} %", "macro % (all)", "floor all % (held-out)", "padded all %", "paper %"]
     extra_cols = []
     sample = results[rows[0]][seeds[0]]
     if "auc_region" in sample:
@@ -210,7 +223,9 @@ def main() -> int:
         row_entry = {"label": table[r][0], "overrides": table[r][1], "per_seed": {}}
         for s, x in zip(seeds, per):
             row_entry["per_seed"][str(s)] = {"all": x["auc"]["all"], "held_out": x["auc"]["held_out"],
-                                            "val": x["auc"]["val"], "train_min": x["train_min"], "load": x["load"],
+                                            "val": x["auc"]["val"], "floor": x["floor"], "padded": x["auc_padded"],
+                                            "dataset": x["dataset"], "commit": x["commit"],
+                                            "train_min": x["train_min"], "load": x["load"],
                                             "steps": x["steps"], "eval_min": x["eval_min"], "metrics": x["metrics"],
                                             "video_auc": x.get("video_auc"),
                                             **({"region": x["auc_region"]} if "auc_region" in x else {})}
@@ -218,6 +233,10 @@ def main() -> int:
             m, sd = mean_std([x["auc"][k] for x in per])
             row_entry[f"{k}_mean"], row_entry[f"{k}_std"] = round(m, 2), round(sd, 2)
         row_entry["train_min_mean"] = round(statistics.fmean(x["train_min"] for x in per), 1)
+        for k in ("all", "held_out", "val"):   # the floor of a row's runs is one number (same frames, no training)
+            row_entry[f"floor_{k}"] = per[0]["floor"]["max"][k]
+            m, sd = mean_std([x["auc_padded"][k] for x in per])
+            row_entry[f"padded_{k}_mean"], row_entry[f"padded_{k}_std"] = round(m, 2), round(sd, 2)
         if "auc_region" in per[0]:
             for k in ("all", "held_out", "val"):
                 m, sd = mean_std([x["auc_region"][k] for x in per])
@@ -227,7 +246,9 @@ def main() -> int:
         cells = [r, table[r][0], str(per[0]["steps"]),
                  f"{row_entry['train_min_mean']} ({statistics.fmean(x['load'] for x in per):.1f})",
                  fmt([x["auc"]["all"] for x in per]), fmt([x["auc"]["held_out"] for x in per]),
-                 fmt([x["auc"]["val"] for x in per]), fmt(macro) if macro else "–", table[r][2]]
+                 fmt([x["auc"]["val"] for x in per]), fmt(macro) if macro else "–",
+                 f"{row_entry['floor_all']:.2f} ({row_entry['floor_held_out']:.2f})",
+                 fmt([x["auc_padded"]["all"] for x in per]), table[r][2] if a.dataset == "ped2" else "–"]
         for c, f in extra_cols:
             if f is None:
                 lo = statistics.fmean(100 * x["metrics"]["auc_micro_ci_low"] for x in per)
@@ -254,12 +275,14 @@ def main() -> int:
     if a.no_append:
         return 0
     loads = [x["load"] for r in rows for x in results[r].values()]
-    text = ["", f"## {a.title or a.name} (`benchmarks/ped2_seeds.py --name {a.name}`)", "",
-            f"{_ped2.environment()}. Params `{a.params}`{_ped2.overrides(a.set)}; "
+    text = ["", f"## {a.title or a.name} (`benchmarks/ped2_seeds.py --name {a.name} --dataset {a.dataset}`)", "",
+            f"{_ped2.environment()}. {a.dataset}; params `{a.params}`{_ped2.overrides([*scene, *a.set])}; "
             f"{'train.max_steps = ' + str(a.steps) if a.steps else 'steps from the params file'}; seeds "
             f"{', '.join(map(str, seeds))}; {a.jobs} single-thread runs at once; machine load during the runs "
             f"{min(loads):.1f}–{max(loads):.1f} (2 cores); {entry['compute_min']} run-minutes (train + evaluate) in all. Recipes chosen on val videos {a.val_videos.replace(',', ', ')}; "
-            "held-out = the other nine; all 12 = the papers' protocol. Mean ± std over seeds. "
+            "held-out = the other test videos; all = the papers' protocol (official: only frames a clip scores). "
+            "Floor: the training-free floor (the higher of frame difference and temporal residual) on the same frames; "
+            "padded: the same runs under the protocol before (every frame counted). Mean ± std over seeds. "
             f"Machine-readable: `benchmarks/results/{a.name}.json`. {a.note}", "", md, ""]
     _ped2.append(_ped2.REPO / "benchmarks" / "RESULTS.md", text)
     return 0
