@@ -175,12 +175,18 @@ def test_train_and_evaluate_runs_are_tracked(world):
     assert "plots/roc.png" in arts and any(a.startswith("plots/timeline_") for a in arts)
 
 
-def test_register_gate_against_a_real_server(world, tmp_path):
+def test_register_gate_against_a_real_server(world, tmp_path, capfd):
     c = _client(world["uri"])
     mid, worst, best = world["mid"], world["worst"], world["best"]
 
+    capfd.readouterr()
     d1 = _register(mid)
     assert d1["promoted"] and d1["version"] == "1" and d1["champion_before"] is None
+    # a new registered model gets its first version without MLflow's "… already exists" on the way
+    assert "already exists" not in capfd.readouterr().err
+    logged = c.get_logged_model(c.get_model_version(NAME, "1").source.removeprefix("models:/"))
+    listed = json.loads(logged.tags["mlflow.modelVersions"])
+    assert [(e["name"], str(e["version"])) for e in listed] == [(NAME, "1")]   # the logged model names it, once
     assert json.loads((Path(mid["cfg"].registry.out) / "decision.json").read_text()) == d1
 
     d2 = _register(worst)

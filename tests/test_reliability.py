@@ -215,18 +215,16 @@ def test_two_registers_of_one_file_at_once_make_one_version(tmp_path):
 
 def test_a_register_racing_another_on_a_server_keeps_the_first_version(tmp_path, monkeypatch):
     """On a server there is no lock: a version the other register created meanwhile wins, ours goes."""
-    import mlflow
-
     from pseudovad import registry
 
     cfg, _ = _registered(tmp_path)
     monkeypatch.setattr(registry, "_store_folder", lambda uri: None, raising=False)   # as on a server
-    real = mlflow.register_model
+    real = registry._create_version
 
-    def racing(source, name, tags=None, **kw):
-        real(source, name, tags=tags, **kw)          # the other register, a moment earlier
-        return real(source, name, tags=tags, **kw)
-    monkeypatch.setattr(mlflow, "register_model", racing)
+    def racing(c, name, source, tags):
+        real(c, name, source, tags)                  # the other register, a moment earlier
+        return real(c, name, source, tags)
+    monkeypatch.setattr(registry, "_create_version", racing)
     d = register.run(cfg)
     assert d["version"] == "1" and d["reused_version"] is True
     assert _versions(cfg) == ["1"]

@@ -199,6 +199,26 @@ def _find_version(c, name: str, sha: str, fingerprint: str):
     return same[-1] if same else None
 
 
+def _create_version(c, name: str, source: str, tags: dict[str, str]):
+    """A new version of `name` from the logged model `source` (models:/<model_id>), through the
+    client: `mlflow.register_model` would first try to create the registered model, which
+    `_ensure_registered_model` already did, and print "Registered model … already exists" on a
+    fresh store. The logged model lists the version in its `mlflow.modelVersions` tag, as
+    register_model (and a tracking server) records it."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    model_id = source.removeprefix("models:/")
+    mv = c.create_model_version(name, source, tags=tags, model_id=model_id)
+    listed = json.loads(c.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    # a tracking server has added it already (where register_model would add it a second time)
+    if not any(e.get("name") == mv.name and str(e.get("version")) == str(mv.version) for e in listed):
+        entry = {"name": mv.name, "version": mv.version}
+        c.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*listed, entry])})
+    return mv
+
+
 def _keep_first(c, name: str, mine, sha: str, fingerprint: str):
     """(the version to use, whether it is another's) after creating `mine`: a register running at
     the same moment on a server (no shared lock) may have created a version of the same file on
@@ -351,8 +371,6 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
     on the same test set), alias it `challenger`, run the gate against the champion, move
     `champion` if it says so, tag the version with the decision and describe it (the decision,
     Δ, test set, method, links to the evaluate run). Returns the decision record."""
-    import mlflow
-
     cand.check()
     name = cfg.registered_model_name
     user = current_user()
@@ -387,7 +405,7 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
                 tags["data_version"] = str(meta["data_version"])
             if ev_run is not None:
                 tags["evaluate_run_id"] = ev_run.info.run_id
-            mv, reused = _keep_first(c, name, mlflow.register_model(source, name, tags=tags), sha, fp)
+            mv, reused = _keep_first(c, name, _create_version(c, name, source, tags), sha, fp)
         version = str(mv.version)
         aliases = dict(c.get_registered_model(name).aliases or {})
         before = aliases.get(CHAMPION)
