@@ -41,7 +41,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "stages/": {"config", "data/", "device", "errors", "evaluation/", "files", "registry", "results", "retraining",
                 "storage", "tracking", "training/"},
     "stages/retrain": {"config", "errors", "files", "retraining", "stages/", "tracking"},
-    "cli": {"config", "device", "errors", "stages/"},
+    "cli": {"build", "config", "device", "errors", "stages/"},
     "__main__": {"cli"},
     "__init__": set(),
 }

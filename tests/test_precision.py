@@ -125,16 +125,42 @@ def test_set_threads_sets_torch_and_child_processes(monkeypatch):
 def test_cli_threads_option_is_applied_before_the_stage(monkeypatch, tmp_path, capsys):
     from pseudovad import cli
 
+    monkeypatch.chdir(tmp_path)
     seen = []
     monkeypatch.setattr(device_mod, "set_threads", lambda n: seen.append(n))
-    rc = cli.main(["report", "--threads", "3", "-P", str(tmp_path / "none.yaml")])
+    rc = cli.main(["evaluate", "--threads", "3", "-P", "none.yaml"])
     assert seen == [] and rc == 2    # the params file is missing: refused before torch is touched
-    (tmp_path / "params.yaml").write_text("seed: 0\n")
-    cli.main(["report", "--threads", "3", "-P", str(tmp_path / "params.yaml"), str(tmp_path / "*.json")])
-    assert seen == [3]               # valid params: threads are set before the stage runs
+    (tmp_path / "params.yaml").write_text("seed: 0\ntracking:\n  enabled: false\n")
+    rc = cli.main(["evaluate", "--threads", "3", "--model", "missing.pt", "--out", "ev"])
+    assert seen == [3] and rc == 2   # valid params: threads are set before the stage runs (then: no model)
     monkeypatch.undo()
-    assert cli.main(["report", "--threads", "0"]) == 2
+    assert cli.main(["evaluate", "--threads", "0"]) == 2
     assert "--threads: must be ≥ 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["synthesize", "extract", "ingest", "register", "report"])
+def test_stages_that_run_no_model_take_no_device_or_threads(stage, capsys):
+    from pseudovad import cli
+
+    for option in (["--threads", "3"], ["--device", "cpu"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main([stage, *option])
+        assert e.value.code == 2 and f"unrecognized arguments: {option[0]}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([stage, "--help"])
+    shown = capsys.readouterr().out
+    assert "--params" in shown and "--device" not in shown and "--threads" not in shown
+
+
+def test_version_names_the_package_version_and_commit(capsys):
+    from pseudovad import build, cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith(f"pseudovad {build.version()}")
+    commit = build.source_commit()
+    assert commit is None or f"(commit {commit})" in out
 
 
 # ----------------------------------------------------------------------------------------------

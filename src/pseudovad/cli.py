@@ -4,7 +4,8 @@ The CLI only parses arguments and calls `pseudovad.stages.<stage>.main(cfg, args
 user can fix (`PseudovadError`) are printed as one line on stderr with exit code 2.
 
 Start-up is part of the interface: `pseudovad --help` imports no stage, and a command reads and
-validates its params (`-P`, `-p`, `--device`, `--threads`) before it imports its stage, so a bad
+validates its params (`-P`, `-p`, and `--device`, `--threads` for the stages that run a model)
+before it imports its stage, so a bad
 key is refused before torch, MLflow or Ray are loaded. Only the chosen stage's module is imported
 (for its arguments and its work), and each library module imports its heavy dependencies where
 they are used (tests/test_startup.py checks `sys.modules`).
@@ -34,17 +35,46 @@ STAGES = {
 }
 
 
+# The stages that run a model: only they take --device and --threads.
+COMPUTE = ("train", "evaluate", "score", "tune", "retrain")
+
+
 def _common() -> argparse.ArgumentParser:
+    """Options every stage takes: the params file and overrides."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-P", "--params", default=argparse.SUPPRESS,
                    help="params file (default: params.yaml in the current folder)")
     p.add_argument("-p", "--set", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
                    help="override a params key, e.g. -p pseudo.p=0.25 (repeatable)")
+    return p
+
+
+def _compute() -> argparse.ArgumentParser:
+    """Options of the stages that run a model (`COMPUTE`)."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS,
                    help="compute device (overrides params `device`)")
     p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else one per core)")
     return p
+
+
+def _parents(stage: str) -> list[argparse.ArgumentParser]:
+    return [_common(), _compute()] if stage in COMPUTE else [_common()]
+
+
+class _Version(argparse.Action):
+    """`--version`: the package version and the commit it was built from (git is asked only then)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from pseudovad import build
+
+        commit = build.source_commit()
+        print(f"pseudovad {build.version()}" + (f" (commit {commit})" if commit else ""))
+        parser.exit()
 
 
 def _stage_module(name: str) -> ModuleType | None:
@@ -57,11 +87,14 @@ def _stage_module(name: str) -> ModuleType | None:
         raise
 
 
-def _root(common: argparse.ArgumentParser) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+def _root() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """`pseudovad` and its STAGE subcommands (both passes build their parser on it)."""
     parser = argparse.ArgumentParser(
-        prog="pseudovad", parents=[common],
-        description="Video anomaly detection from normal footage with pseudo anomalies (LTGPA, MAE-NCT).")
+        prog="pseudovad", parents=[_common()],
+        description="Video anomaly detection from normal footage with pseudo anomalies (LTGPA, MAE-NCT).",
+        epilog="Every STAGE takes -P FILE and -p KEY=VALUE; those that run a model (train, evaluate, score, "
+               "tune, retrain) also --device and --threads. `pseudovad STAGE --help` lists a stage's options.")
+    parser.add_argument("--version", action=_Version, help="print the version (and the git commit) and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser, parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
 
@@ -69,30 +102,29 @@ def _root(common: argparse.ArgumentParser) -> tuple[argparse.ArgumentParser, arg
 def build_parser(stages: list[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The full parser, with the arguments of `stages` (default: all, which imports every stage's
     module); the other stages get a subcommand with the common options only."""
-    common = _common()
-    parser, sub = _root(common)
+    parser, sub = _root()
     modules = {}
     for name, help_text in STAGES.items():
         if stages is None or name in stages:
             mod = _stage_module(name)
             if mod is None:
                 continue
-            sp = sub.add_parser(name, parents=[common], help=help_text, description=(mod.__doc__ or help_text).strip())
+            sp = sub.add_parser(name, parents=_parents(name), help=help_text,
+                                description=(mod.__doc__ or help_text).strip())
             mod.add_arguments(sp)
             modules[name] = mod
         else:
-            sub.add_parser(name, parents=[common], help=help_text)
+            sub.add_parser(name, parents=_parents(name), help=help_text)
     return parser, modules
 
 
 def _first_pass(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The stage and the common options, without importing any stage (the stages' own
     arguments are left over). `pseudovad --help` is answered here."""
-    common = _common()
-    parser, sub = _root(common)
+    parser, sub = _root()
     for name, help_text in STAGES.items():
         # the stage's own -h/--help is answered by the full parser, with the stage's arguments
-        sub.add_parser(name, parents=[common], help=help_text, add_help=False)
+        sub.add_parser(name, parents=_parents(name), help=help_text, add_help=False)
     return parser.parse_known_args(argv)
 
 
