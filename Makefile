@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set up .venv, then run the whole pipeline with `dvc repro` on params.yaml
 #   make test   set up .venv, then run the test suite
+# and `make docs`: the documentation site (mkdocs.yml, docs/) built into site/.
 # .venv is (re)built whenever pyproject.toml or requirements.lock changes.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,7 +13,7 @@ export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test venv clean-outputs
+.PHONY: run test docs venv clean-outputs
 
 venv: $(STAMP)
 
@@ -30,6 +31,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean-outputs:
 	rm -rf data/store runs

@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("parameters", help="list a pipeline's parameters: default, meaning, the params key each sets")
     pipeline_arg(p)
-    p.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/kubeflow.md)")
+    p.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/deploy/parameters.md)")
     p.set_defaults(func=cmd_parameters)
 
     p = sub.add_parser("local", help="run a pipeline on this machine with kfp.local (SubprocessRunner)")

@@ -3,7 +3,7 @@
 A typed parameter (one that sets a params key) is described by `pseudovad.kubeflow.TYPED`; every
 other one (data, infrastructure) in its pipeline function's docstring, `Args:`. `described` adds
 the typed ones to that docstring before `dsl.pipeline` reads it, so the compiled pipeline, and
-with it the KFP UI, carries every parameter's meaning and the rule. `table` (docs/kubeflow.md)
+with it the KFP UI, carries every parameter's meaning and the rule. `table` (docs/deploy/parameters.md)
 and `listing` (`pseudovad-kfp parameters`) are built from the same two sources, and
 tests/test_kfp_params.py checks the signatures against `TYPED`, so none of them can drift.
 """
@@ -76,7 +76,7 @@ def rows(pipeline) -> list[tuple[str, str, str]]:
 
 
 def table(pipeline) -> str:
-    """The Markdown table of a pipeline's parameters (docs/kubeflow.md)."""
+    """The Markdown table of a pipeline's parameters (docs/deploy/parameters.md)."""
     lines = ["| parameter | default | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | {d.replace('|', '∣')} | {m.replace('|', '∣')} |" for n, d, m in rows(pipeline)]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ DATA_MOUNT = "/mnt/pseudovad-data"                # retraining: the persistent f
 # writes. KFP 2.17 cannot request ephemeral storage for a container (resources.requests.
 # ephemeral-storage), so these folders are emptyDir volumes with a size limit: on the node's disk,
 # not the container's writable layer, writable by the non-root user, and bounded (past the limit
-# the kubelet evicts the pod instead of filling the node). README: a LimitRange for a request.
+# the kubelet evicts the pod instead of filling the node). docs/deploy/kubeflow.md: a LimitRange for a request.
 STAGING = ("/minio", "/s3", "/gcs")
 STAGING_LIMIT = "200Gi"
 

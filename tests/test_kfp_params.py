@@ -200,7 +200,7 @@ def test_signatures_follow_the_one_table():
 def test_the_docs_table_is_the_generated_one():
     from pipelines import parameters
 
-    text = (ROOT / "docs" / "kubeflow.md").read_text()
+    text = (ROOT / "docs" / "deploy" / "parameters.md").read_text()
     for name, pipeline in PIPELINES.items():
         start = f"<!-- parameters:{name} (pseudovad-kfp parameters {name} --markdown) -->\n"
         section = text.split(start, 1)[1].split(f"<!-- /parameters:{name} -->", 1)[0]
@@ -209,7 +209,7 @@ def test_the_docs_table_is_the_generated_one():
             assert row[2], (name, row)        # every parameter says what it means
     readme = (ROOT / "README.md").read_text()
     assert "The params file decides; a typed parameter changes its params key only when you set it." in readme
-    assert "docs/kubeflow.md" in readme
+    assert "docs/deploy/parameters.md" in readme
 
 
 def test_help_states_the_rule_and_lists_every_typed_parameter(capsys):

@@ -173,3 +173,23 @@ def test_models_never_reach_mlflow_not_even_through_another_module():
                     if t in graph and t not in seen:
                         seen.add(t)
                         todo.append(t)
+
+
+def test_every_module_has_its_line_on_the_architecture_page():
+    """docs/architecture.md ("One line per module") names every module of the package, and no
+    module that is gone: a line starts with the module's path (later names on a line share its
+    folder; `stages/<stage>.py` stands for every stage)."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    listed: set[str] = set()
+    for line in page.split("## One line per module", 1)[1].split("\n## ", 1)[0].splitlines():
+        if line.startswith("- `"):
+            folder = ""
+            for name in re.findall(r"`([^`]+)`", line.split(" — ", 1)[0]):
+                folder = name.rsplit("/", 1)[0] + "/" if "/" in name else folder
+                listed.add(name if "/" in name else folder + name)
+    modules = {str(p.relative_to(SRC / PACKAGE)) for p in (SRC / PACKAGE).rglob("*.py") if p.name != "__init__.py"}
+    stages = {m for m in modules if m.startswith("stages/")} if "stages/<stage>.py" in listed else set()
+    assert sorted(modules - listed - stages) == []
+    assert sorted(n for n in listed - modules if "<" not in n and not n.endswith("__init__.py")) == []

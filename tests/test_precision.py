@@ -1,5 +1,5 @@
 """How steps run: train.amp auto|bf16|off, memory format, threads. Results must not depend on them
-beyond rounding, and the device capability checks must resolve as README documents."""
+beyond rounding, and the device capability checks must resolve as docs/guides/training.md documents."""
 from __future__ import annotations
 
 import pytest

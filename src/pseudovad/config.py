@@ -25,66 +25,84 @@ import yaml
 from pseudovad.errors import ConfigError
 
 
+def setting(default: Any, description: str) -> Any:
+    """A params key's default and what it means: the one place a key is described (the params
+    reference, docs/reference/params.md, is generated from it by `documented_keys`)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"description": description})
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass
 class DataConfig:
     """Where footage lives and how frames become model input."""
 
-    name: str = "synthetic"                 # dataset name: MLflow experiment, registry tags
-    root: str = "data/synthetic"            # <root>/{training,testing}/{frames/<video>/*, videos/*}
-    labels: Optional[str] = None            # .npy / .mat / .csv; None: look inside <root>/testing
-    pixel_masks: Optional[str] = None       # .npz of test pixel masks (evaluation.pixels); None: no pixel AUC
-    store: str = "data/store"               # extracted frame store (one .npy per video + manifest)
-    size: list[int] = field(default_factory=lambda: [256, 256])   # H, W after resize
-    channels: int = 1                       # 1 = grayscale, 3 = color (RGB)
-    clip_len: int = 16                      # frames per clip (LTGPA: 16; MAE-NCT: input frames + 1)
-    scored_index: int = 8                   # 0-based index of the scored frame in a clip (9th frame)
-    clip_stride: int = 1                    # step between training clip starts
-    frame_step: int = 1                     # temporal subsampling inside a clip
-    num_workers: Optional[int] = None       # DataLoader workers; None: 0 on CPU, up to 4 on CUDA
+    name: str = setting("synthetic", "dataset name: the MLflow experiment is `pseudovad-<name>`; "
+                                     "registry tags and reports name it")
+    root: str = setting("data/synthetic", "dataset root: `<root>/{training,testing}/frames/<video>/*` or "
+                                          "`…/videos/*` (the benchmark layout, see *Datasets*)")
+    labels: Optional[str] = setting(None, "frame-label file (`.npy`, `.mat`, `.csv`); null: found in "
+                                          "`<root>/testing`")
+    pixel_masks: Optional[str] = setting(None, "`.npz` of the test videos' pixel masks → `pixel_auc` in "
+                                               "metrics.json (format: *Evaluation protocol*); null: none")
+    store: str = setting("data/store", "frame store folder: one uint8 `.npy` per video + `manifest.json`")
+    size: list[int] = setting([256, 256], "[H, W] frames are resized to")
+    channels: int = setting(1, "1 grayscale, 3 colour (RGB)")
+    clip_len: int = setting(16, "frames per LTGPA clip (MAE-NCT: `model.mae.in_frames` + 1)")
+    scored_index: int = setting(8, "0-based index of the scored frame in a clip (the 9th of 16)")
+    clip_stride: int = setting(1, "step between training clip starts (`evaluate` always scores every clip)")
+    frame_step: int = setting(1, "temporal subsampling inside a clip")
+    num_workers: Optional[int] = setting(None, "DataLoader worker processes; null: none on CPU (the step "
+                                               "needs every core), up to 4 on CUDA")
 
 
 @dataclass
 class SyntheticConfig:
     """The offline default dataset: walkers on a textured street, anomalies in the test split."""
 
-    out: str = "data/synthetic"
-    seed: int = 0
-    train_videos: int = 4
-    test_videos: int = 4
-    frames: int = 120
-    height: int = 120
-    width: int = 160
-    fps: int = 10
-    walkers: int = 4                        # mean number of normal walkers in view
-    noise: float = 4.0                      # std of per-frame sensor noise, in grey levels
-    anomaly_fraction: float = 0.35          # share of each test video covered by anomalous events
+    out: str = setting("data/synthetic", "where `synthesize` writes")
+    seed: int = setting(0, "scene and walker seed")
+    train_videos: int = setting(4, "training videos")
+    test_videos: int = setting(4, "test videos")
+    frames: int = setting(120, "frames per video")
+    height: int = setting(120, "frame height in pixels")
+    width: int = setting(160, "frame width in pixels")
+    fps: int = setting(10, "video frame rate")
+    walkers: int = setting(4, "mean number of people in view")
+    noise: float = setting(4.0, "std of per-frame sensor noise, in grey levels")
+    anomaly_fraction: float = setting(0.35, "share of each test video covered by anomalous events "
+                                            "(> 0.3 gives two events per video, else one)")
 
 
 @dataclass
 class LTGPAConfig:
     """LTGPA's F and G (paper Tables 3–6)."""
 
-    variant: str = "video"                  # video (3D conv) | image (2D conv, one-class images)
-    width: list[int] = field(default_factory=lambda: [96, 128, 256, 256])   # F encoder widths
-    g_width: list[int] = field(default_factory=lambda: [96, 128, 256])      # G encoder widths
+    variant: str = setting("video", "`video` (3D conv clips) or `image` (2D conv, one-class images)")
+    width: list[int] = setting([96, 128, 256, 256], "F's encoder widths (the decoder mirrors them); "
+                                                    "`data.size` must be divisible by 2^len(width)")
+    g_width: list[int] = setting([96, 128, 256], "G's encoder widths")
 
 
 @dataclass
 class MAEConfig:
     """MAE-NCT's ViT encoder + one-layer linear decoder."""
 
-    patch_size: int = 16
-    embed_dim: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    in_frames: int = 4                      # past frames stacked as input channels
-    pretrained: Optional[str] = None        # local path to a timm-compatible ViT state_dict
+    patch_size: int = setting(16, "ViT patch side in pixels; divides `data.size`")
+    embed_dim: int = setting(768, "ViT width; divisible by `heads`")
+    depth: int = setting(12, "transformer blocks")
+    heads: int = setting(12, "attention heads")
+    mlp_ratio: float = setting(4.0, "MLP hidden width / `embed_dim`")
+    in_frames: int = setting(4, "past frames stacked as input; the next one is predicted and scored")
+    pretrained: Optional[str] = setting(None, "local timm / SimMIM ViT state_dict loaded by `train` "
+                                              "(never downloaded)")
 
 
 @dataclass
 class ModelConfig:
-    method: str = "ltgpa"                   # ltgpa | mae_nct
+    """Which detector, and its network."""
+
+    method: str = setting("ltgpa", "`ltgpa` or `mae_nct`")
     ltgpa: LTGPAConfig = field(default_factory=LTGPAConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
 
@@ -93,57 +111,77 @@ class ModelConfig:
 class PseudoConfig:
     """How pseudo anomalies are made."""
 
-    kind: str = "learned"                   # LTGPA: none | gaussian | learned | skip | patch (MAE-NCT always masks)
-    p: float = 0.5                          # probability that a batch is pseudo-anomalous
-    lam: float = 0.1                        # λ: weight of the noise-norm reward in G's loss
-    sigma: float = 0.1                      # σ of Gaussian noise
-    jumps: list[int] = field(default_factory=lambda: [2, 3, 4, 5])   # skip: frame jumps, one drawn per clip
-    patch_max_size: float = 0.5             # patch: largest side, as a share of the frame side (LNTRA α)
-    patch_max_move: int = 10                # patch: largest step per frame and axis, in pixels (LNTRA β)
-    patch_source: Optional[str] = None      # patch: folder of object images; None: procedural textured shapes
-    mask_ratio: float = 0.75                # MAE-NCT: share of mask patches replaced by the token
-    mask_patch: int = 32                    # MAE-NCT: side of a mask patch in pixels
-    mode: str = "nct"                       # MAE-NCT: nct | none (no pseudo) | prob (pseudo with prob p)
-    lambda_n: float = 1.0
-    lambda_p: float = 1.0
-    lambda_cst: float = 0.3
+    kind: str = setting("learned", "LTGPA's pseudo anomalies: `none` (baseline), `gaussian`, `learned` (G); "
+                                   "comparison rows `skip` (LNTRA skip frames), `patch` (LNTRA moving patches)")
+    p: float = setting(0.5, "probability that a batch is pseudo-anomalous")
+    lam: float = setting(0.1, "λ: weight of the noise-norm reward in G's loss (image variant: 5)")
+    sigma: float = setting(0.1, "σ of Gaussian pseudo noise (paper: 0.1, 0.5, 1)")
+    jumps: list[int] = setting([2, 3, 4, 5], "`skip`: frame jumps, one drawn per clip, each ≥ 2 "
+                                             "(LNTRA, STEAL: 2 3 4 5)")
+    patch_max_size: float = setting(0.5, "`patch`: largest patch side as a share of the frame side, "
+                                         "in (0, 1] (LNTRA α)")
+    patch_max_move: int = setting(10, "`patch`: largest step per frame and axis, px (LNTRA β = 10 at "
+                                      "256×256; scale it with the frame, ≈ 4 at 64×96)")
+    patch_source: Optional[str] = setting(None, "`patch`: folder of object images (e.g. CIFAR-100 as png); "
+                                                "null: built-in procedural textured shapes")
+    mask_ratio: float = setting(0.75, "MAE-NCT: share of mask patches replaced by the mask token "
+                                      "(paper: Ped2 0.75, Avenue 0.25, ShanghaiTech 0.75)")
+    mask_patch: int = setting(32, "MAE-NCT: mask patch side in pixels; a multiple of "
+                                  "`model.mae.patch_size`, divides `data.size`")
+    mode: str = setting("nct", "MAE-NCT: `nct` (masks + KL consistency), `none` (no pseudo anomalies), "
+                               "`prob` (a masked batch with probability `pseudo.p`, no KL)")
+    lambda_n: float = setting(1.0, "MAE-NCT: weight of the normal-input term")
+    lambda_p: float = setting(1.0, "MAE-NCT: weight of the masked-input term")
+    lambda_cst: float = setting(0.3, "MAE-NCT: weight of the bidirectional-KL consistency term")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60
-    batch_size: int = 4
-    lr: float = 1e-4
-    g_lr: Optional[float] = None            # G's learning rate; None: same as lr
-    weight_decay: float = 0.0               # AdamW weight decay (MAE-NCT: 0.05)
-    warmup_epochs: int = 0                  # linear lr warm-up epochs (MAE-NCT paper: 10)
-    lr_schedule: Optional[str] = None       # constant | cosine; None: the method's paper schedule
-                                            # (LTGPA constant, MAE-NCT cosine)
-    max_steps: int = 0                      # stop after this many F steps; 0 = no limit
-    max_clips_per_epoch: int = 0            # subsample the clip index each epoch; 0 = all
-    checkpoint_every: int = 200             # steps between checkpoints (also at every epoch end)
-    amp: str = "auto"                       # auto | bf16 | off: bf16 autocast (auto: where the device has bf16)
-    memory_format: str = "auto"             # auto | channels_last | contiguous (auto: the measured faster one)
-    pseudo_loss: str = "reconstruct_normal"  # LTGPA pseudo batches: reconstruct_normal (F(X^P) → X^N) | maximize (STEAL)
-    compile: bool = False                   # torch.compile the models
-    init: Optional[str] = None              # warm start: a model.pt or models:/NAME@ALIAS
-    out: str = "runs/train"                 # checkpoints, metrics, model.pt
-    cifar_root: Optional[str] = None        # image variant: CIFAR-10 python batches folder
-    normal_class: int = 0                   # image variant: the one normal class
-    val_fraction: float = 0.1               # held-out normal data: the tail of each training video
-                                            # (video) or of the normal images (image variant)
+    """`train`: the training loop, its speed options and its outputs."""
+
+    epochs: int = setting(60, "epochs")
+    batch_size: int = setting(4, "clips per batch (image variant: 256)")
+    lr: float = setting(1e-4, "learning rate of F (Adam for LTGPA, AdamW for MAE-NCT)")
+    g_lr: Optional[float] = setting(None, "G's learning rate; null: `train.lr`")
+    weight_decay: float = setting(0.0, "AdamW weight decay (MAE-NCT paper: 0.05)")
+    warmup_epochs: int = setting(0, "linear learning-rate warm-up epochs (MAE-NCT paper: 10)")
+    lr_schedule: Optional[str] = setting(None, "`constant` or `cosine` (half cosine to 0 after the warm-up, "
+                                               "per step); null: the method's paper schedule (LTGPA constant, "
+                                               "MAE-NCT cosine)")
+    max_steps: int = setting(0, "stop after this many steps; 0: no cap")
+    max_clips_per_epoch: int = setting(0, "subsample each epoch to this many clips; 0: all")
+    checkpoint_every: int = setting(200, "steps between checkpoints (also at every epoch end)")
+    amp: str = setting("auto", "`auto`: bf16 autocast where the CPU (AMX / avx512_bf16) or GPU has bf16, "
+                               "else fp32; `bf16`; `off` (old `false` / `true` = off / bf16)")
+    memory_format: str = setting("auto", "`channels_last`, `contiguous`; `auto`: the layout measured faster "
+                                         "for the model kind and device")
+    pseudo_loss: str = setting("reconstruct_normal", "LTGPA pseudo batches: `reconstruct_normal` (F(X^P) → X^N: "
+                                                     "LTGPA, LNTRA) or `maximize` (STEAL: −‖F(X^P) − X^P‖²)")
+    compile: bool = setting(False, "`torch.compile` (inductor) the models; on CPU not worth it")
+    init: Optional[str] = setting(None, "warm start: a `model.pt` path or `models:/NAME@ALIAS`")
+    out: str = setting("runs/train", "output folder: model.pt, metrics.json, provenance.json, history.json, "
+                                     "checkpoints/")
+    cifar_root: Optional[str] = setting(None, "image variant: folder of the CIFAR-10 python batches")
+    normal_class: int = setting(0, "image variant: the normal class (0–9)")
+    val_fraction: float = setting(0.1, "held-out normal data: the tail of each training video (or of the "
+                                       "normal images); used when at least one clip long")
 
 
 @dataclass
 class EvaluateConfig:
-    out: str = "runs/evaluate"
-    batch_size: int = 8
-    top_k: int = 4                          # frames shown in the qualitative figure
-    videos: list[str] = field(default_factory=list)   # restrict to these test videos; [] = all
-    score: str = "frame"                    # frame (the papers' PSNR) | region (worst window): what the files show
-    region_grid: list[int] = field(default_factory=lambda: [4, 6])   # rows, cols of the region score's windows
-    bootstrap: int = 1000                   # resamples of the test videos for 95% intervals; 0 = none
-    protocol: str = "official"              # official (only frames a clip scores count) | padded (every frame)
+    """`evaluate`: the papers' protocol on the labelled test split."""
+
+    out: str = setting("runs/evaluate", "metrics.json, provenance.json, scores.csv, roc.csv, plots/")
+    batch_size: int = setting(8, "clips per forward pass")
+    top_k: int = setting(4, "frames in `plots/topk.png` (0: no figure)")
+    videos: list[str] = setting([], "test video ids to evaluate; []: all (`--videos` overrides)")
+    score: str = setting("frame", "`frame` (the papers' whole-frame PSNR) or `region` (worst window): what "
+                                  "scores.csv, roc.csv and the plots show; metrics.json has both")
+    region_grid: list[int] = setting([4, 6], "rows, cols of the region score's half-overlapping windows")
+    bootstrap: int = setting(1000, "resamples of the test videos for each AUC's 95% interval; 0: none")
+    protocol: str = setting("official", "`official`: only frames a clip scores count in the AUCs (the papers' "
+                                        "evaluation); `padded`: every frame, edge frames carrying the nearest "
+                                        "scored frame's score (the numbers before)")
 
 
 @dataclass
@@ -151,90 +189,122 @@ class InferenceConfig:
     """How every scoring pass runs (evaluate, score, tune trials, train's validation PSNR and
     calibration): one setting, so the calibration in model.pt and `score` see the same arithmetic."""
 
-    amp: str = "auto"                       # auto | bf16 | off: bf16 autocast (auto: where the device has bf16)
-    memory_format: str = "auto"             # auto | channels_last | contiguous (auto: the measured faster one)
+    amp: str = setting("auto", "`auto`: bf16 autocast where the CPU or GPU has bf16, else fp32; `bf16`; "
+                               "`off` (fp32)")
+    memory_format: str = setting("auto", "`channels_last`, `contiguous`; `auto`: the layout measured faster "
+                                         "for the model kind and device")
 
 
 @dataclass
 class TrackingConfig:
-    uri: str = "sqlite:///mlflow.db"        # MLFLOW_TRACKING_URI overrides
-    artifact_location: str = "mlruns"       # used when creating an experiment on a local store
-    experiment: Optional[str] = None        # None: "pseudovad-<data.name>"
-    enabled: bool = True
+    """MLflow tracking."""
+
+    uri: str = setting("sqlite:///mlflow.db", "MLflow tracking store; `MLFLOW_TRACKING_URI` overrides it")
+    artifact_location: str = setting("mlruns", "artifact folder of experiments created on a local store "
+                                               "(made absolute)")
+    experiment: Optional[str] = setting(None, "experiment name; null: `pseudovad-<data.name>`")
+    enabled: bool = setting(True, "false: no MLflow runs (`register` then refuses to run)")
 
 
 @dataclass
 class RegistryConfig:
-    model_name: Optional[str] = None        # None: "pseudovad-<method>"
-    min_delta: float = 0.0                  # champion moves only if AUC beats it by ≥ this
-    beat_floor: bool = True                 # refuse a version whose AUC does not beat its training-free floor
-    out: str = "runs/register"
+    """`register`: the model version and the promotion gate."""
+
+    model_name: Optional[str] = setting(None, "registered model; null: `pseudovad-<model.method>`")
+    min_delta: float = setting(0.0, "`champion` moves only if auc_micro beats it by ≥ this (and > 0) on the "
+                                    "same test set")
+    beat_floor: bool = setting(True, "refuse a version whose auc_micro does not beat its training-free floor "
+                                     "(`auc_floor`: frame difference / temporal residual on the same frames)")
+    out: str = setting("runs/register", "folder of `decision.json`")
 
 
 @dataclass
 class ScoreConfig:
-    threshold: Optional[float] = None       # flag frames above this score; None: calibrated
-    normalization: str = "calibrated"       # calibrated | minmax
-    min_segment: int = 3                    # frames: shorter flagged runs are dropped
-    batch_size: int = 8
-    shift_share: float = 0.5                # domain shift: warn when this share of frames lies outside the calibration's PSNR range
-    shift_margin_db: float = 3.0            # domain shift: "outside" = beyond the range by max(q95 − q05, this) dB
-    shift_window: int = 250                 # live: scored frames the domain-shift check looks at before it decides
-    queue_frames: int = 16                  # live: frames held between the stream and the scorer; beyond, the oldest is dropped
-    reconnect_max_s: float = 30.0           # live: longest wait between reconnects (backoff doubles from 0.5 s)
-    rotate_s: float = 3600.0                # live: a new scores CSV (and video) every this many seconds
-    keep_files: int = 24                    # live: rotated CSVs / videos kept (the oldest are deleted)
-    alert_timeout_s: float = 5.0            # --alert-url: time-out of one POST
-    alert_retries: int = 3                  # --alert-url: tries per alert (backoff 1 s, 2 s, …)
+    """`score`: new footage, recorded or live."""
+
+    threshold: Optional[float] = setting(None, "flag frames with score ≥ this, in [0, 1]; null: 0.99 when "
+                                               "calibrated, no flags with minmax (`--threshold` overrides)")
+    normalization: str = setting("calibrated", "`calibrated` (normal-footage PSNR stored with the model) or "
+                                               "`minmax` (per video, offline only)")
+    min_segment: int = setting(3, "flagged runs shorter than this many frames are dropped")
+    batch_size: int = setting(8, "clips per forward pass (more: faster, that many frames more lookahead)")
+    shift_share: float = setting(0.5, "domain shift: warn when this share of frames lies outside the "
+                                      "calibration's PSNR range")
+    shift_margin_db: float = setting(3.0, "domain shift: the least distance (dB) beyond the calibration's PSNR "
+                                          "range that counts as outside (the margin is max(q95 − q05, this))")
+    shift_window: int = setting(250, "live: scored frames the domain-shift check looks at each time")
+    queue_frames: int = setting(16, "live: frames held between the camera and the scorer; beyond, the oldest "
+                                    "is dropped")
+    reconnect_max_s: float = setting(30.0, "live: longest wait between reconnects (backoff doubles from 0.5 s)")
+    rotate_s: float = setting(3600.0, "live: a new scores CSV (and video) every this many seconds")
+    keep_files: int = setting(24, "live: rotated CSVs / videos kept (the oldest are deleted)")
+    alert_timeout_s: float = setting(5.0, "`--alert-url`: time-out of one POST")
+    alert_retries: int = setting(3, "`--alert-url`: tries per alert (backoff 1 s, 2 s, …)")
 
 
 @dataclass
 class TuneConfig:
-    """Ray Tune search (`pseudovad tune`); the protocol is in README's tune section."""
+    """`tune`: the Ray Tune search, scored on validation videos only."""
 
-    num_samples: int = 8                    # random: trials (× every grid point); grid: ignored
-    max_epochs: int = 10                    # train.epochs of every trial; ASHA's max_t
-    grace_period: int = 1                   # ASHA: epochs before a trial can be stopped
-    reduction_factor: float = 4.0           # ASHA: keep the top 1/reduction_factor at each rung
-    scheduler: str = "asha"                 # asha | fifo
-    search: str = "random"                  # random | grid | optuna | hyperopt
-    val_videos: list[str] = field(default_factory=list)   # labelled test videos tuned on; never in test_auc
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0             # a fraction shares a GPU between trials
-    max_concurrent: int = 0                 # trials at once; 0 = as many as the resources allow
-    max_failures: int = 1                   # retries of a failing trial before it is reported as errored
-    address: Optional[str] = None           # None: RAY_ADDRESS, else a fresh local Ray; ray://… or auto for a cluster
-    space: dict[str, Any] = field(default_factory=dict)   # dotted key → spec; {}: the method's default space
-    out: str = "runs/tune"
+    num_samples: int = setting(8, "random search: trials (× every grid point); grid search: ignored")
+    max_epochs: int = setting(10, "epochs of every trial (ASHA's max_t)")
+    grace_period: int = setting(1, "ASHA: epochs before a trial can be stopped")
+    reduction_factor: float = setting(4.0, "ASHA: a trial must be in the top 1/factor at each rung")
+    scheduler: str = setting("asha", "`asha` (early stopping) or `fifo`")
+    search: str = setting("random", "`random`, `grid`, `optuna` / `hyperopt` (if installed)")
+    val_videos: list[str] = setting([], "labelled test videos the search is scored on (required); the rest "
+                                        "give `test_auc`")
+    cpus_per_trial: float = setting(1.0, "CPUs per trial (and its torch threads)")
+    gpus_per_trial: float = setting(0.0, "GPUs per trial; a fraction shares a GPU")
+    max_concurrent: int = setting(0, "trials at once; 0: as many as the resources allow")
+    max_failures: int = setting(1, "retries of a failing trial before it is reported")
+    address: Optional[str] = setting(None, "Ray cluster (`ray://host:10001`, `host:6379`, `auto`); null: "
+                                           "`RAY_ADDRESS` if set, else a fresh local Ray (`--address` overrides)")
+    space: dict[str, Any] = setting({}, "params key → search spec (see *Hyper-parameter search*); {}: the "
+                                        "method's default space")
+    out: str = setting("runs/tune", "best_params.yaml, best_model.pt, results.csv, metrics.json, "
+                                    "provenance.json, search/, trials/")
 
 
 @dataclass
 class StorageConfig:
-    endpoint_url: Optional[str] = None      # S3-compatible endpoint; AWS_ENDPOINT_URL overrides
-    bucket: Optional[str] = None
-    prefix: str = "footage/"
-    region: str = "us-east-1"
-    dvc_remote: Optional[str] = None        # s3://bucket/path for `dvc push` / `dvc pull`
-    max_attempts: int = 5                   # tries per S3 call (botocore standard retries) and per download resume
+    """S3: footage in, DVC data out. Credentials come only from the AWS environment, never from params."""
+
+    endpoint_url: Optional[str] = setting(None, "S3-compatible endpoint (MinIO, Ceph, …); null: AWS. "
+                                                "`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` override it")
+    bucket: Optional[str] = setting(None, "bucket with the footage (and, by default, the DVC remote)")
+    prefix: str = setting("footage/", "where new footage is dropped")
+    region: str = setting("us-east-1", "S3 region; `AWS_REGION` / `AWS_DEFAULT_REGION` override it")
+    dvc_remote: Optional[str] = setting(None, "DVC remote for `dvc push` / `pull`; null: "
+                                              "`s3://<storage.bucket>/dvc`")
+    max_attempts: int = setting(5, "tries per S3 call (botocore standard retries) and per download "
+                                   "(Range resumes)")
 
 
 @dataclass
 class IngestConfig:
-    source: Optional[str] = None            # local folder or s3://bucket/prefix
-    min_frames: int = 32
-    min_size: int = 32                      # smallest accepted frame side in pixels
-    max_size: int = 8192
-    min_fps: float = 1.0
-    max_fps: float = 240.0
-    quarantine: str = "data/quarantine"
-    warm_start: bool = True
-    root: Optional[str] = None              # accepted raw footage + ingest.json log; None: <data.store>-ingested
+    """`ingest`: which new footage is accepted into the training split."""
+
+    source: Optional[str] = setting(None, "`s3://bucket/prefix` or a local folder; null: "
+                                          "`s3://<storage.bucket>/<storage.prefix>`")
+    min_frames: int = setting(32, "videos with fewer decodable frames are quarantined")
+    min_size: int = setting(32, "smallest accepted frame side in pixels (the smaller side ≥ this)")
+    max_size: int = setting(8192, "largest accepted frame side in pixels (the larger side ≤ this)")
+    min_fps: float = setting(1.0, "lowest accepted frame rate")
+    max_fps: float = setting(240.0, "highest accepted frame rate")
+    quarantine: str = setting("data/quarantine", "rejected files and their `<name>.reason.txt`")
+    warm_start: bool = setting(True, "a retraining round starts from the champion's weights; false, or no "
+                                     "champion yet: from `train.init` (null: scratch)")
+    root: Optional[str] = setting(None, "accepted raw footage + `ingest.json`; null: `<data.store>-ingested` "
+                                        "(what dvc.yaml tracks)")
 
 
 @dataclass
 class Config:
-    seed: int = 0
-    device: str = "auto"                    # auto | cpu | cuda
+    """Every params key. The defaults are the papers' settings; params.yaml is the CPU profile."""
+
+    seed: int = setting(0, "seeds numpy / torch for training and sampling")
+    device: str = setting("auto", "`auto` (CUDA if present), `cpu`, `cuda` (`--device` overrides)")
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -274,6 +344,55 @@ class Config:
     @property
     def registered_model_name(self) -> str:
         return self.registry.model_name or f"pseudovad-{self.model.method}"
+
+
+# ----------------------------------------------------------------------------------------------
+# What each key means (the params reference page is generated from this)
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One params key (or, with type "section", one section) as the reference documents it."""
+
+    key: str
+    type: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+def documented_keys() -> list[KeyDoc]:
+    """Every section and key of the params tree in params.yaml's order: its type (with its choices),
+    the code default and its description. The one way the docs read what a key means: a key whose
+    field has no description comes back with description "" (the docs tests refuse that)."""
+    out: list[KeyDoc] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            key = prefix + f.name
+            tp = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(tp):
+                doc = tp.__doc__ or ""
+                if doc.startswith(tp.__name__ + "("):     # dataclass's generated signature, not a text
+                    doc = ""
+                out.append(KeyDoc(key, "section", None, " ".join(doc.split())))
+                walk(tp, key + ".")
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            out.append(KeyDoc(key, _type_label(tp), default, f.metadata.get("description", ""),
+                              tuple(_CHOICES.get(key, ()))))
+
+    walk(Config, "")
+    return out
+
+
+def _type_label(tp: Any) -> str:
+    """A field's type as the reference writes it: `int`, `list[int]`, `str or null`."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is typing.Union:
+        return f"{_type_label(args[0])} or null"
+    if typing.get_origin(tp) in (list, dict):
+        return f"{typing.get_origin(tp).__name__}[{', '.join(_type_label(a) for a in typing.get_args(tp))}]"
+    return "any" if tp is Any else getattr(tp, "__name__", str(tp))
 
 
 # ----------------------------------------------------------------------------------------------

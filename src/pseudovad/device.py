@@ -116,7 +116,7 @@ def resolve_amp(setting: str, device: torch.device, key: str = "train.amp") -> P
 # ----------------------------------------------------------------------------------------------
 # Memory format
 
-# Measured by benchmarks/ltgpa_speed.py and benchmarks/mae_speed.py (README "Training speed",
+# Measured by benchmarks/ltgpa_speed.py and benchmarks/mae_speed.py (docs/guides/training.md "Training speed",
 # benchmarks/RESULTS.md): the layout a training step is fastest in, per model kind and device
 # type. Model kinds: "video" (LTGPA's 3D conv autoencoders), "image" (LTGPA's 2D image
 # variant), "vit" (MAE-NCT: its only conv is the patch embedding, the rest is token matmuls).

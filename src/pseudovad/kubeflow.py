@@ -35,7 +35,7 @@ from pseudovad.errors import ConfigError, DataError
 # its key only when the user set it. KFP passes every parameter to every step, and a None default
 # is refused by kfp.local, so each one defaults to UNSET of its type, a value its key never takes,
 # and `typed_values` leaves those out. Component and pipeline signatures are written out (KFP reads
-# them literally); tests/test_kfp_params.py checks them, docs/kubeflow.md's table and
+# them literally); tests/test_kfp_params.py checks them, docs/deploy/parameters.md's table and
 # `pseudovad-kfp --help` against this table and the config's defaults.
 TYPED: dict[str, tuple[str, type, str]] = {
     "model.method": ("method", str, "`ltgpa` or `mae_nct`"),
