@@ -96,6 +96,8 @@ class MAEConfig:
     in_frames: int = setting(4, "past frames stacked as input; the next one is predicted and scored")
     pretrained: Optional[str] = setting(None, "local timm / SimMIM ViT state_dict loaded by `train` "
                                               "(never downloaded)")
+    predict: str = setting("frame", "`frame`: decode the next frame (the paper) | `change`: decode its change "
+                                    "from the last input frame, which is added back (an output parametrisation)")
 
 
 @dataclass
@@ -674,6 +676,7 @@ def validate(cfg: Config) -> Config:
         _check(m.patch_size >= 1 and m.depth >= 1 and m.heads >= 1, "model.mae", "patch_size, depth and heads must be ≥ 1")
         _check(m.embed_dim % m.heads == 0, "model.mae.embed_dim", f"{m.embed_dim} must be divisible by heads ({m.heads})")
         _check(m.in_frames >= 1, "model.mae.in_frames", f"must be ≥ 1, got {m.in_frames}")
+        _check(m.predict in ("frame", "change"), "model.mae.predict", f"must be frame or change, got {m.predict!r}")
         for side in d.size:
             _check(side % m.patch_size == 0, "data.size", f"{d.size} must be divisible by model.mae.patch_size ({m.patch_size})")
             _check(side % p.mask_patch == 0, "data.size", f"{d.size} must be divisible by pseudo.mask_patch ({p.mask_patch})")

@@ -103,7 +103,7 @@ class MAEPredictor(nn.Module):
 
     def __init__(self, channels: int = 1, in_frames: int = 4, img_size: tuple[int, int] = (224, 224),
                  patch_size: int = 16, embed_dim: int = 768, depth: int = 12, heads: int = 12,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, predict: str = "frame"):
         super().__init__()
         h, w = img_size
         if h % patch_size or w % patch_size:
@@ -116,6 +116,7 @@ class MAEPredictor(nn.Module):
         self.num_patches = self.grid[0] * self.grid[1]
         self.embed_dim = embed_dim
         self.grad_checkpointing = False
+        self.predict = predict
 
         self.patch_embed = PatchEmbed(channels * in_frames, embed_dim, patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim))
@@ -130,7 +131,7 @@ class MAEPredictor(nn.Module):
         m = cfg.model.mae
         return cls(channels=cfg.data.channels, in_frames=m.in_frames, img_size=tuple(cfg.data.size),
                    patch_size=m.patch_size, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads,
-                   mlp_ratio=m.mlp_ratio)
+                   mlp_ratio=m.mlp_ratio, predict=m.predict)
 
     def _init_weights(self) -> None:
         """timm's ViT init: truncated normal (std .02) for embeddings and linears, zero biases."""
@@ -190,7 +191,10 @@ class MAEPredictor(nn.Module):
             else:
                 x = blk(x)
         feats = self.norm(x)
-        return feats, self.decode(feats)
+        out = self.decode(feats)
+        if self.predict == "change":       # the decoder writes the change from the last input frame
+            out = out + frames[:, :, -1].to(out.dtype)
+        return feats, out
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_features(frames, mask)[1]

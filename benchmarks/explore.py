@@ -1,15 +1,18 @@
-"""One exploratory Ped2 training run, evaluated along the way: the recipe search's logbook.
+"""One exploratory training run on Ped2 or Ped1, evaluated along the way: the recipe search's logbook.
 
 Trains one params file (+ overrides) with the pipeline's own `train` stage and keeps a copy of
 the detector every `--snap-every` epochs: it scores every test video (time kept out of the
 training clock) and at the end the run appends ONE line to
-`benchmarks/results/ped2_explore.jsonl`: the overrides, commit, machine load, steps, minutes,
+`benchmarks/results/explore.jsonl`: the overrides, commit, machine load, steps, minutes,
 seconds per step, and per snapshot the micro AUC on
 
-  val      the validation videos (`--val-videos`, default 01, 04, 07): the ONLY number a recipe
-           is chosen on,
-  held-out the other nine test videos, and
-  all      all twelve (the papers' protocol; every split on the frames a clip scores, as `evaluate`),
+  val      the validation videos (`--val-videos`; Ped2 01, 04, 07; Ped1 03, 06, 09, 12, 15, 18):
+           the ONLY number a recipe is chosen on,
+  held-out the other test videos, and
+  all      all of them (the papers' protocol),
+
+each on the frames a clip scores (the official protocol: edge frames left out) and beside the
+training-free floor on the same frames (`floor`: frame difference and temporal residual).
 
 so the selection is auditable and the AUC-versus-training-minutes curve of the run comes free.
 A snapshot is scored in the epoch-end callback with the live model (eval mode, restored after;
@@ -32,25 +35,26 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
+
 import _ped2  # benchmarks/ (this script's folder) is on sys.path; it puts src/ there too
 from pseudovad import config as config_mod
 
-VAL_VIDEOS = ["01", "04", "07"]
+VAL_VIDEOS = {"ped2": ["01", "04", "07"], "ped1": ["03", "06", "09", "12", "15", "18"]}
 
 
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def split_aucs(labels: dict, psnr: dict, val: list[str], geom=None) -> dict:
-    """Micro AUC on the validation videos, the held-out others and all videos (+ per-video AUC),
-    on the frames `evaluate` counts (the official protocol: frames a clip of `geom` scores; every
-    frame when `geom` is None)."""
-    from pseudovad.evaluation.metrics import summarize as summarize_all
-    from pseudovad.evaluation.protocol import summarize as summarize_counted
+def scored(values: dict, keep: dict) -> dict:
+    """Each video's values on the frames a clip scores (`keep`: video → slice)."""
+    return {v: np.asarray(values[v])[keep[v]] for v in values}
 
-    def summarize(y, p):
-        return summarize_counted(y, p, geom) if geom is not None else summarize_all(y, p)
+
+def split_aucs(labels: dict, psnr: dict, val: list[str]) -> dict:
+    """Micro AUC on the validation videos, the held-out others and all videos (+ per-video AUC)."""
+    from pseudovad.evaluation.metrics import summarize
 
     held = [v for v in labels if v not in val]
     splits = [("val", val)] + ([("held_out", held), ("all", list(labels))] if held else [])   # held: all were scored
@@ -68,11 +72,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="run name in the log (say what the run changes)")
     ap.add_argument("--params", default="configs/ped2-cpu.yaml")
+    ap.add_argument("--dataset", choices=sorted(VAL_VIDEOS), default="ped2",
+                    help="ped2 or ped1: data.root ../shared/data/<dataset>, store data/<dataset>-<H>x<W>")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: two runs share the 2 cores best)")
     _ped2.add_set_option(ap)
     ap.add_argument("--snap-every", type=int, default=1, help="epochs between snapshots (the last epoch always)")
-    ap.add_argument("--val-videos", default=",".join(VAL_VIDEOS))
-    ap.add_argument("--out-root", default="runs/ped2-explore")
-    ap.add_argument("--log", default="benchmarks/results/ped2_explore.jsonl")
+    ap.add_argument("--val-videos", default="", help="comma-separated; default: the dataset's fixed val third")
+    ap.add_argument("--out-root", default="runs/explore")
+    ap.add_argument("--log", default="benchmarks/results/explore.jsonl")
     ap.add_argument("--note", default="", help="free text for the log (why this run)")
     ap.add_argument("--eval-fp32", action="store_true", help="score snapshots in fp32 (default: bf16 autocast, "
                     "~2× faster; --check-fp32 measures the difference)")
@@ -81,20 +88,23 @@ def main() -> int:
     ap.add_argument("--check-fp32", action="store_true", help="also score the last snapshot in fp32 and log both")
     a = _ped2.parse(ap)
 
-    import numpy as np
     import torch
+
+    torch.set_num_threads(a.threads)
 
     from pseudovad.data.store import FrameStore
     from pseudovad.device import resolve_device
     from pseudovad.evaluation.streaming import score_videos
-    from pseudovad.geometry import ClipGeometry
     from pseudovad.models.model_file import model_meta
     from pseudovad.stages import train as train_stage
     from pseudovad.training.fit import video_datasets
     from pseudovad.training.loop import steps_per_epoch
 
     out = Path(a.out_root) / a.name
-    sets = [*a.set, "tracking.enabled=false", f"train.out={out / 'train'}", f"evaluate.out={out / 'evaluate'}"]
+    probe_cfg = config_mod.load(a.params, a.set)
+    h, w = probe_cfg.data.size
+    scene = [f"data.name={a.dataset}", f"data.root=../shared/data/{a.dataset}", f"data.store=data/{a.dataset}-{h}x{w}"]
+    sets = [*scene, *a.set, "tracking.enabled=false", f"train.out={out / 'train'}", f"evaluate.out={out / 'evaluate'}"]
     cfg = config_mod.load(a.params, sets)
     _ped2.extract(cfg)
     store = FrameStore(cfg.data.store)
@@ -105,13 +115,23 @@ def main() -> int:
         if epochs != cfg.train.epochs:
             sets.append(f"train.epochs={epochs}")
             cfg = config_mod.load(a.params, sets)
-    val = [v.strip() for v in a.val_videos.split(",") if v.strip()]
+    val = [v.strip() for v in a.val_videos.split(",") if v.strip()] or VAL_VIDEOS[a.dataset]
 
     device = resolve_device(cfg.device)
     entries = store.videos("testing")
-    labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
+    from pseudovad.evaluation import floor as floor_mod
+    from pseudovad.geometry import ClipGeometry
+
+    geom = ClipGeometry.from_config(cfg)
+    keep = {e.id: slice(geom.first_scored, geom.first_scored + len(geom.starts(e.frames))) for e in entries}
+    labels = scored({e.id: store.labels(e).astype(np.int64) for e in entries}, keep)
+    floors = {}
+    for kind in ("framediff", "residual"):
+        fp = scored({e.id: floor_mod.frame_psnr(store.array(e))[kind] for e in entries}, keep)
+        floors[kind] = {k: v for k, v in split_aucs(labels, fp, val).items() if k in ("val_auc", "held_out_auc", "all_auc")}
+    floors["max"] = {k: max(floors["framediff"][k], floors["residual"][k]) for k in floors["framediff"]}
+    print(f"floor (edges left out): {floors}", flush=True)
     meta = model_meta(cfg)
-    geom = ClipGeometry.from_meta(meta)
     progress_log = out / "snapshots.jsonl"
 
     def score(model, fp32: bool, only_val: bool = False) -> dict:
@@ -133,12 +153,13 @@ def main() -> int:
         last = epoch + 1 == cfg.train.epochs or record["step"] >= (cfg.train.max_steps or math.inf)
         if (epoch + 1) % a.snap_every == 0 or last:
             net = method.predictor()
-            psnr = score(net, a.eval_fp32, only_val=not (last or a.snap_all))
+            psnr = scored(score(net, a.eval_fp32, only_val=not (last or a.snap_all)), keep)
             s = {"epoch": epoch + 1, "step": record["step"], "train_min": round(clock["train_s"] / 60, 2),
                  "load": loads[-1], "losses": {k: round(v, 6) for k, v in record.items() if k.startswith(("loss", "noise", "lr"))},
-                 **split_aucs({v: labels[v] for v in psnr}, psnr, val, geom)}
+                 **split_aucs({v: labels[v] for v in psnr}, psnr, val)}
             if a.check_fp32 and last and not a.eval_fp32:
-                s["fp32_check"] = {k: v for k, v in split_aucs(labels, score(net, True), val, geom).items() if k != "video_auc"}
+                s["fp32_check"] = {k: v for k, v in split_aucs(labels, scored(score(net, True), keep), val).items()
+                                   if k != "video_auc"}
             rows.append(s)
             last_psnr.clear()
             last_psnr.update(psnr)
@@ -162,7 +183,8 @@ def main() -> int:
 
     steps = tr["steps"]
     entry = {
-        "name": a.name, "note": a.note, "started": started, "commit": _ped2.git_rev(),
+        "name": a.name, "dataset": a.dataset, "protocol": "edge frames left out", "floor": floors,
+        "note": a.note, "started": started, "commit": _ped2.git_rev(),
         "params": a.params, "overrides": a.set, "method": cfg.model.method,
         "pseudo": cfg.pseudo.kind if cfg.model.method == "ltgpa" else cfg.pseudo.mode,
         "size": list(cfg.data.size), "batch": cfg.train.batch_size, "lr": cfg.train.lr, "amp": cfg.train.amp,
@@ -180,7 +202,7 @@ def main() -> int:
         f.write(json.dumps(entry) + "\n")
     print(f"{a.name}: {steps} steps, {entry['train_min']} min train ({entry['s_per_step']} s/step, load "
           f"{entry['load_mean']}), final val {entry['final']['val_auc']} held-out {entry['final']['held_out_auc']} "
-          f"all {entry['final']['all_auc']} → {a.log}")
+          f"all {entry['final']['all_auc']} (floor {floors['max']}) → {a.log}")
     return 0
 
 
