@@ -52,6 +52,22 @@ def scored(values: dict, keep: dict) -> dict:
     return {v: np.asarray(values[v])[keep[v]] for v in values}
 
 
+def copy_last_mse(frames: np.ndarray) -> np.ndarray:
+    """Each frame's MSE to the frame before it ([0, 1] scale; frame 0: its MSE to frame 1)."""
+    a = frames.astype(np.float32).reshape(len(frames), -1) / 255.0
+    d = ((a[1:] - a[:-1]) ** 2).mean(1)
+    return np.r_[d[:1], d]
+
+
+def mse_vs_copy(psnr: dict, copy: dict, labels: dict) -> float:
+    """Mean model MSE over mean copy-the-last-frame MSE on normal frames: < 1 where the model
+    predicts (or reconstructs) the scene better than no motion at all."""
+    ids = [v for v in psnr if (labels[v] == 0).any()]
+    model = np.concatenate([10 ** (-np.asarray(psnr[v]) / 10)[labels[v] == 0] for v in ids])
+    ref = np.concatenate([copy[v][labels[v] == 0] for v in ids])
+    return round(float(model.mean() / ref.mean()), 4)
+
+
 def split_aucs(labels: dict, psnr: dict, val: list[str]) -> dict:
     """Micro AUC on the validation videos, the held-out others and all videos (+ per-video AUC)."""
     from pseudovad.evaluation.metrics import summarize
@@ -130,6 +146,7 @@ def main() -> int:
         fp = scored({e.id: floor_mod.frame_psnr(store.array(e))[kind] for e in entries}, keep)
         floors[kind] = {k: v for k, v in split_aucs(labels, fp, val).items() if k in ("val_auc", "held_out_auc", "all_auc")}
     floors["max"] = {k: max(floors["framediff"][k], floors["residual"][k]) for k in floors["framediff"]}
+    copy_mse = scored({e.id: copy_last_mse(store.array(e)) for e in entries}, keep)
     print(f"floor (edges left out): {floors}", flush=True)
     meta = model_meta(cfg)
     progress_log = out / "snapshots.jsonl"
@@ -156,7 +173,8 @@ def main() -> int:
             psnr = scored(score(net, a.eval_fp32, only_val=not (last or a.snap_all)), keep)
             s = {"epoch": epoch + 1, "step": record["step"], "train_min": round(clock["train_s"] / 60, 2),
                  "load": loads[-1], "losses": {k: round(v, 6) for k, v in record.items() if k.startswith(("loss", "noise", "lr"))},
-                 **split_aucs({v: labels[v] for v in psnr}, psnr, val)}
+                 **split_aucs({v: labels[v] for v in psnr}, psnr, val),
+                 "mse_vs_copy": mse_vs_copy(psnr, copy_mse, labels)}
             if a.check_fp32 and last and not a.eval_fp32:
                 s["fp32_check"] = {k: v for k, v in split_aucs(labels, scored(score(net, True), keep), val).items()
                                    if k != "video_auc"}
@@ -166,6 +184,7 @@ def main() -> int:
             with open(progress_log, "a") as f:
                 f.write(json.dumps(s) + "\n")
             print(f"  epoch {s['epoch']:3d} step {s['step']:6d} {s['train_min']:6.1f} min: val {s['val_auc']:.2f}  "
+                  f"mse/copy {s['mse_vs_copy']}  "
                   f"held-out {s.get('held_out_auc', '–')}  all {s.get('all_auc', '–')}", flush=True)
         clock["eval_s"] += time.perf_counter() - now
         clock["mark"] = time.perf_counter()
