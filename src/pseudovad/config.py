@@ -82,6 +82,9 @@ class LTGPAConfig:
     width: list[int] = setting([96, 128, 256, 256], "F's encoder widths (the decoder mirrors them); "
                                                     "`data.size` must be divisible by 2^len(width)")
     g_width: list[int] = setting([96, 128, 256], "G's encoder widths")
+    reconstruct: str = setting("clip", "`clip`: F reconstructs the clip (the paper) | `motion`: F sees and "
+                                       "reconstructs the clip minus its per-pixel temporal mean, which is added "
+                                       "back (the static scene is not F's to code; video variant only)")
 
 
 @dataclass
@@ -660,6 +663,10 @@ def validate(cfg: Config) -> Config:
         lt = cfg.model.ltgpa
         _check(len(lt.width) >= 1 and all(w >= 1 for w in lt.width), "model.ltgpa.width", "must be a non-empty list of positive widths")
         _check(len(lt.g_width) >= 1 and all(w >= 1 for w in lt.g_width), "model.ltgpa.g_width", "must be a non-empty list of positive widths")
+        _check(lt.reconstruct in ("clip", "motion"), "model.ltgpa.reconstruct",
+               f"must be clip or motion, got {lt.reconstruct!r}")
+        _check(lt.reconstruct == "clip" or lt.variant == "video", "model.ltgpa.reconstruct",
+               "motion needs the video variant (an image has no time axis)")
         t_div, s_div = ltgpa_downsampling(cfg)
         g_div = 2 ** len(lt.g_width)
         for side in d.size:

@@ -21,7 +21,7 @@ def build_model(cfg: Config) -> nn.Module:
             return ImageAutoencoder(cfg.data.channels, m.ltgpa.width)
         from pseudovad.models.autoencoder3d import VideoAutoencoder
 
-        return VideoAutoencoder(cfg.data.channels, m.ltgpa.width)
+        return VideoAutoencoder(cfg.data.channels, m.ltgpa.width, m.ltgpa.reconstruct)
     from pseudovad.models.mae import MAEPredictor
 
     return MAEPredictor.from_config(cfg)

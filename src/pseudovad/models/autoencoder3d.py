@@ -46,18 +46,28 @@ def _decoder(out_ch: int, widths: list[int]) -> nn.Sequential:
 
 
 class VideoAutoencoder(nn.Module):
-    """F: reconstructs a clip (B, C, T, H, W) in [-1, 1]."""
+    """F: reconstructs a clip (B, C, T, H, W) in [-1, 1].
+
+    `reconstruct="motion"` (an output parametrisation, not the paper's): F codes the clip minus
+    its per-pixel temporal mean and that mean is added back to the decoder's output, so the
+    static scene (its texture included) never passes the bottleneck and the reconstruction error
+    is spent on what moves. The output is then linear (clamped to [-1, 1]) instead of tanh.
+    """
 
     value_range = "tanh"
 
-    def __init__(self, channels: int = 1, width: list[int] | None = None):
+    def __init__(self, channels: int = 1, width: list[int] | None = None, reconstruct: str = "clip"):
         super().__init__()
         width = list(width or [96, 128, 256, 256])
+        self.reconstruct = reconstruct
         self.encoder = _encoder(channels, width)
         self.decoder = _decoder(channels, width)
-        self.out_act = nn.Tanh()
+        self.out_act = nn.Tanh() if reconstruct == "clip" else nn.Hardtanh()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reconstruct == "motion":
+            mean = x.mean(2, keepdim=True)
+            return self.out_act(mean + self.decoder(self.encoder(x - mean)))
         return self.out_act(self.decoder(self.encoder(x)))
 
     def reconstruct_frame(self, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -72,7 +82,7 @@ class VideoAutoencoder(nn.Module):
         know, it falls back to the full forward. Same values as `forward(x)[:, :, t]` up to
         float rounding (tests/test_inference.py).
         """
-        if self.training or not all(_framewise(m) for m in self.decoder):
+        if self.training or self.reconstruct != "clip" or not all(_framewise(m) for m in self.decoder):
             return self.forward(x)[:, :, t]
         return self._decode_frame(self.encoder(x), t)
 
@@ -94,7 +104,7 @@ class VideoAutoencoder(nn.Module):
             raise ValueError(f"a (1, C, N ≥ {clip_len}, H, W) window, got {tuple(window.shape)}")
         conv, rest = self.encoder[0], list(self.encoder[1:])
         pointwise = [m for m in rest[:2]]
-        shareable = (not self.training and isinstance(conv, nn.Conv3d) and conv.kernel_size[0] == 3
+        shareable = (not self.training and self.reconstruct == "clip" and isinstance(conv, nn.Conv3d) and conv.kernel_size[0] == 3
                      and conv.stride[0] == 1 and conv.padding[0] == 1 and conv.dilation[0] == 1
                      and conv.groups == 1 and clip_len >= 3 and all(_framewise(m) for m in pointwise)
                      and all(_framewise(m) for m in self.decoder))
