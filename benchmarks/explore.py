@@ -19,7 +19,7 @@ A snapshot is scored in the epoch-end callback with the live model (eval mode, r
 the same `score_videos` + `summarize` as `evaluate`), outside the training clock, and appended to
 <out>/snapshots.jsonl as it comes, so a long run shows its curve while it trains.
 
-    .venv/bin/python benchmarks/ped2_explore.py --name ltgpa-base-lr5e-4 -p pseudo.kind=none \\
+    .venv/bin/python benchmarks/explore.py --name ltgpa-base-lr5e-4 --dataset ped1 -p pseudo.kind=none \\
         -p train.max_steps=8000 --snap-every 4
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What LTGPA's pseudo anomalies look like on Ped2, from trained runs: the evidence figures.
 
-For each training folder given (train.out of a ped2_seeds.py / ped2_explore.py run), reads
+For each training folder given (train.out of a ped2_seeds.py / explore.py run), reads
   history.json           the noise norm mean‖ΔX‖² and mean|ΔX| per epoch (the LTGPA paper's
                          Fig. 8 quantity) and F's losses on normal and pseudo batches;
   checkpoints/last.pt    F and, for `learned`, G (model.pt holds F alone);

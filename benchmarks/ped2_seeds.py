@@ -12,7 +12,7 @@ For every run the AUCs are computed on three splits of the test videos, from eva
 scores.csv (per-video min-max normalised scores, so a subset's AUC needs no re-scoring), on the
 frames evaluate's protocol counted (official: the frames a clip scores):
   val       `--val-videos` (Ped2: 01, 04, 07; Ped1: 03, 06, 09, 12, 15, 18): what recipes were
-            chosen on (ped2_explore.py),
+            chosen on (explore.py),
   held-out  the other test videos: the number that was never looked at while choosing,
   all       all test videos: the papers' protocol, comparable with their tables.
 Beside each: the training-free floor (`floor`: frame difference, temporal residual and the higher,
