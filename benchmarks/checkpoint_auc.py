@@ -1,12 +1,12 @@
-"""Micro AUC of a training checkpoint (checkpoints/last.pt) on the val / held-out / all Ped2 videos.
+"""Micro AUC of a training checkpoint (checkpoints/last.pt) on the val / held-out / all test videos.
 
 A look at a run while it trains, without waiting for its end: the checkpoint's F is rebuilt from
 the same params file + overrides the run was started with, then scored like explore.py's
-snapshots (bf16 autocast unless --fp32). The checkpoint is copied first, so the run may
+snapshots (frames a clip scores only; bf16 autocast unless --fp32). The checkpoint is copied first, so the run may
 overwrite it meanwhile.
 
     .venv/bin/python benchmarks/checkpoint_auc.py --ckpt runs/explore/D1/train/checkpoints/last.pt \\
-        -p data.root=/work/shared/data/ped2 -p pseudo.kind=none [--all]
+        --dataset ped2 -p data.store=data/ped2-64x96 -p pseudo.kind=none [--all]
 """
 from __future__ import annotations
 
