@@ -180,8 +180,9 @@ class EvaluateConfig:
     batch_size: int = setting(8, "clips per forward pass")
     top_k: int = setting(4, "frames in `plots/topk.png` (0: no figure)")
     videos: list[str] = setting([], "test video ids to evaluate; []: all (`--videos` overrides)")
-    score: str = setting("frame", "`frame` (the papers' whole-frame PSNR) or `region` (worst window): what "
-                                  "scores.csv, roc.csv and the plots show; metrics.json has both")
+    score: str = setting("frame", "`frame` (the papers' whole-frame PSNR), `region` (worst window) or `fused` "
+                                  "(model + motion residual, each standardised on normal validation footage): "
+                                  "what scores.csv, roc.csv and the plots show; metrics.json has all the model allows")
     region_grid: list[int] = setting([4, 6], "rows, cols of the region score's half-overlapping windows")
     bootstrap: int = setting(1000, "resamples of the test videos for each AUC's 95% interval; 0: none")
     protocol: str = setting("official", "`official`: only frames a clip scores count in the AUCs (the papers' "
@@ -528,7 +529,7 @@ _CHOICES = {
     "train.pseudo_loss": ("reconstruct_normal", "maximize"),
     "score.normalization": ("calibrated", "minmax"),
     "tune.scheduler": ("asha", "fifo"),
-    "evaluate.score": ("frame", "region"),
+    "evaluate.score": ("frame", "region", "fused"),
     "evaluate.protocol": ("official", "padded"),
     "tune.search": ("random", "grid", "optuna", "hyperopt"),
     "train.amp": ("auto", "bf16", "off"),

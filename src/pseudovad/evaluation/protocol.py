@@ -28,6 +28,9 @@ Beside the papers' numbers, never replacing them (opt-in for the files, always i
 - the region score (`evaluation.regions`): PSNR of the worst window of the scored frame's error
   map, normalised and pooled like the frame PSNR → `region_auc_micro`, `region_auc_macro`;
   `score: region` makes it the score scores.csv's `score` column, roc.csv and the plots show;
+- the fused score (`evaluation.fused`): the model's PSNR and the temporal residual, each
+  standardised on the normal validation footage `train` calibrated on, summed → `fused_auc_micro`,
+  `fused_auc_macro` (models trained with their motion statistics); `score: fused` shows it;
 - pixel AUC of the error maps against ground-truth masks when `pixel_masks` is given
   (`evaluation.pixels`) → `pixel_auc`;
 - 95% bootstrap intervals over test videos for each AUC (`evaluation.bootstrap`) →
@@ -50,6 +53,7 @@ from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import DataError
 from pseudovad.evaluation import bootstrap as boot
 from pseudovad.evaluation import floor
+from pseudovad.evaluation import fused
 from pseudovad.evaluation import metrics as metrics_mod
 from pseudovad.evaluation import plots
 from pseudovad.evaluation.pixels import pixel_auc, read_pixel_masks, resize_masks
@@ -263,15 +267,16 @@ def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
 
 
 def floor_metrics(store: FrameStore, entries: list[VideoEntry], labels: dict[str, np.ndarray],
-                  counted: dict[str, slice]) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-    """(the floor's AUCs, {kind: {video: per-frame floor score}}) on the store's frames, counting
-    the same frames as the model (`evaluation.floor`)."""
+                  counted: dict[str, slice]
+                  ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """(the floor's AUCs, {kind: {video: per-frame floor score}}, {kind: {video: per-frame PSNR}})
+    on the store's frames, counting the same frames as the model (`evaluation.floor`)."""
     psnr: dict[str, dict[str, np.ndarray]] = {k: {} for k in floor.KINDS}
     for e in entries:
         for k, p in floor.frame_psnr(store.array(e)).items():
             psnr[k][e.id] = p
     per_frame = {k: {v: floor.scores(psnr[k][v], counted[v]) for v in labels} for k in floor.KINDS}
-    return floor.aucs(labels, psnr, counted), per_frame
+    return floor.aucs(labels, psnr, counted), per_frame, psnr
 
 
 def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], out: Path, *, dataset: str,
@@ -281,8 +286,11 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
              protocol: str = OFFICIAL) -> dict[str, Any]:
     """Score `entries` of `store`, write scores.csv, roc.csv and plots/ into `out`, return the
     results (what evaluate's metrics.json and provenance.json hold, `PROVENANCE_KEYS` the latter).
-    `score`: frame (the papers') or region, the score the files show; metrics hold both (module doc).
+    `score`: frame (the papers'), region or fused, the score the files show; metrics hold all that
+    the model allows (module doc).
     `protocol`: official (only frames a clip scores count) or padded (every frame)."""
+    if score == "fused":
+        fused.check(detector.meta.get("calibration"), model_ref)
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
     log.info("evaluate: scoring with %s", detector.describe())
     t0 = time.perf_counter()
@@ -303,9 +311,14 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     # carries a scored frame's PSNR, so the per-video min and max are those of the counted frames)
     frame_scores = {v: anomaly_scores(psnr[v]) for v in labels}
     region_scores = {v: anomaly_scores(region[v]) for v in labels}
-    shown, shown_psnr, shown_m = ((region_scores, region, mr) if score == "region" else (frame_scores, psnr, m))
+    floor_aucs, floor_scores, floor_psnr = floor_metrics(store, entries, labels, counted)
+    named = {"frame": (frame_scores, psnr, m), "region": (region_scores, region, mr)}
+    calib = detector.meta.get("calibration")
+    if fused.available(calib):
+        fpsnr = {v: fused.fused_psnr(psnr[v], floor_psnr[fused.KIND][v], calib) for v in labels}
+        named["fused"] = ({v: anomaly_scores(fpsnr[v]) for v in labels}, fpsnr, metrics_mod.summarize(y, cut(fpsnr)))
+    shown, shown_psnr, shown_m = named[score]
     fpr, tpr, thr = metrics_mod.roc(y, cut(shown))
-    floor_aucs, floor_scores = floor_metrics(store, entries, labels, counted)
     margin = m["auc_micro"] - floor_aucs["auc_floor"]
     if margin <= 0:
         log.warning("evaluate: the model's micro AUC %.4f does not beat the training-free floor %.4f (%s %.4f, "
@@ -314,9 +327,12 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
                     floor.NAMES[floor.RESIDUAL], floor_aucs["auc_floor_residual"])
     extra: dict[str, Any] = {"region_auc_micro": mr["auc_micro"], "region_auc_macro": mr["auc_macro"],
                              **floor_aucs, "auc_floor_margin": margin, "bootstrap_resamples": bootstrap}
+    if "fused" in named:
+        extra.update(fused_auc_micro=named["fused"][2]["auc_micro"], fused_auc_macro=named["fused"][2]["auc_macro"])
     if bootstrap > 0:
         raw = {v: -np.asarray(psnr[v], dtype=np.float64) for v in labels}
-        extra.update(intervals(y, {"auc": cut(frame_scores), "auc_raw": cut(raw), "region_auc": cut(region_scores)},
+        extra.update(intervals(y, {"auc": cut(frame_scores), "auc_raw": cut(raw), "region_auc": cut(region_scores),
+                                   **({"fused_auc": cut(named["fused"][0])} if "fused" in named else {})},
                                bootstrap))
     if pixel_masks is not None:
         h, w = (int(x) for x in detector.meta["size"])
@@ -345,7 +361,7 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     write_text(out / "roc.csv", roc_csv(fpr, tpr, thr))
     best = max(floor.KINDS, key=lambda k: floor_aucs[f"auc_floor_{k}"])
     with atomic_dir(out / "plots") as pdir:
-        title = f"{result['method']} · {result['variant']} on {result['dataset']}" + (" (region score)" if score == "region" else "")
+        title = f"{result['method']} · {result['variant']} on {result['dataset']}" + (f" ({score} score)" if score != "frame" else "")
         plots.roc_plot(fpr, tpr, shown_m["auc_micro"], pdir / "roc.png", title, shown_m["eer"])
         for e in entries:
             plots.timeline_plot(e.id, shown[e.id], labels[e.id], pdir / f"timeline_{_safe(e.id)}.png",

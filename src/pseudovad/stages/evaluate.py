@@ -135,6 +135,8 @@ def main(cfg: Config, args) -> int:
           f"over it {margin:+.4f}" + ("" if margin > 0 else
                                       " — WARNING: the model does not beat a score that needs no training"))
     extras = [f"region-score micro AUC {r['region_auc_micro']:.4f}"]
+    if r.get("fused_auc_micro") is not None:
+        extras.append(f"fused-score micro AUC {r['fused_auc_micro']:.4f}")
     if r.get("auc_micro_ci_low") is not None:
         extras.append(f"95% interval of the micro AUC over videos {r['auc_micro_ci_low']:.4f}–{r['auc_micro_ci_high']:.4f}")
     if r.get("pixel_auc") is not None:

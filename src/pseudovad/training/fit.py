@@ -30,6 +30,7 @@ from pseudovad.data.store import FrameStore
 from pseudovad.data.versioning import dvc_hash
 from pseudovad.device import resolve_device
 from pseudovad.errors import DataError, TrainingError
+from pseudovad.evaluation.fused import motion_calibration
 from pseudovad.evaluation.streaming import Detector
 from pseudovad import results
 from pseudovad.files import claim, sha256_file, staged_outputs
@@ -79,6 +80,15 @@ def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDat
         val = ClipDataset(store, [e for e, _ in val_entries], g.clip_len, 1, g.frame_step, vr,
                           spans=[(c, e.frames) for e, c in val_entries])
     return train, val, store.fingerprint("training")
+
+
+def _scored_frames(clips: ClipDataset, cfg: Config):
+    """(frames, indices of the frames its clips score) per video of `clips`: where the model's
+    calibration PSNRs come from, for statistics of the same frames without the model."""
+    first = ClipGeometry.from_config(cfg).first_scored
+    for vi, e in enumerate(clips.entries):
+        starts = clips.index[clips.index[:, 0] == vi, 1]
+        yield clips.store.array(e), starts + first
 
 
 def _check_jumps(cfg: Config, train: ClipDataset) -> None:
@@ -212,6 +222,10 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
         calib = calibrate(val_psnr, "training")
     else:
         calib = calibrate(val_psnr, "validation")
+    if calib is not None and not image:    # the fused score's other half, on the same footage
+        motion = motion_calibration(_scored_frames(val_set if calib["source"] == "validation" else train_set, cfg))
+        if motion is not None:
+            calib["motion"] = motion
     meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, **data, steps=result["steps"],
                       best_epoch=best.get("epoch"))
     final = result["final"]
