@@ -51,7 +51,6 @@ def main() -> int:
     model.load_state_dict(blob["modules"]["F"])
     store = FrameStore(cfg.data.store)
     entries = [e for e in store.videos("testing") if a.all or e.id in val]
-    from pseudovad.geometry import ClipGeometry
 
     g = ClipGeometry.from_config(cfg)
     keep = {e.id: slice(g.first_scored, g.first_scored + len(g.starts(e.frames))) for e in entries}
