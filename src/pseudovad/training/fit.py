@@ -82,7 +82,7 @@ def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDat
     return train, val, store.fingerprint("training")
 
 
-def _scored_frames(clips: ClipDataset, cfg: Config):
+def scored_frames(clips: ClipDataset, cfg: Config):
     """(frames, indices of the frames its clips score) per video of `clips`: where the model's
     calibration PSNRs come from, for statistics of the same frames without the model."""
     first = ClipGeometry.from_config(cfg).first_scored
@@ -223,7 +223,7 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
     else:
         calib = calibrate(val_psnr, "validation")
     if calib is not None and not image:    # the fused score's other half, on the same footage
-        motion = motion_calibration(_scored_frames(val_set if calib["source"] == "validation" else train_set, cfg))
+        motion = motion_calibration(scored_frames(val_set if calib["source"] == "validation" else train_set, cfg))
         if motion is not None:
             calib["motion"] = motion
     meta = model_meta(cfg, calibration=calib, train_fingerprint=fingerprint, **data, steps=result["steps"],
