@@ -1,5 +1,6 @@
-"""KFP component: `evaluate` — model + frame store → AUCs (Metrics), ROC (ClassificationMetrics),
-the evaluation folder (metrics.json, provenance.json, scores.csv, roc.csv, plots/) and a Markdown report."""
+"""KFP component: `evaluate` — model + frame store → AUCs and the label-free check's numbers
+(Metrics), ROC (ClassificationMetrics), the evaluation folder (metrics.json, provenance.json,
+scores.csv, roc.csv, plots/) and a Markdown report."""
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -41,8 +42,11 @@ def evaluate(
     store: Input[Dataset] = None,
     store_dir: str = "",
     run_id: str = "",
+    model_name: str = "",
 ):
-    """Evaluate `model` on the test split of `store` (or of the store at `store_dir`).
+    """Evaluate `model` on the labelled test split of `store` (or of the store at `store_dir`)
+    and on the held-out end of its training videos; without labels, the registry's champion of
+    `model_name` is scored on the same held-out footage for the promotion gate.
 
     `roc_points` thins the curve shown in the KFP UI; the full curve stays in evaluation/roc.csv.
     `run_id` (the KFP run's) tags the MLflow run.
@@ -58,9 +62,10 @@ def evaluate(
     result = stage.run(cfg, model=model.path, store=store_dir or store.path, out=evaluation.path,
                        videos=[str(v) for v in videos] or None)
 
-    for k, v in kubeflow.numbers(result, ("auc_micro", "auc_macro", "auc_raw", "eer", "frames",
-                                             "anomalous_frames")).items():
+    for k, v in kubeflow.numbers(result, ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "anomalous_frames",
+                                             "event_recall", "false_alarms_per_hour", "holdout_flagged_share",
+                                             "holdout_false_alarms_per_hour", "synthetic_auc")).items():
         metrics.log_metric(k, v)
-    evaluation.metadata.update({"fingerprint": result["fingerprint"], "auc_micro": result["auc_micro"]})
+    evaluation.metadata.update({k: result.get(k) for k in ("fingerprint", "evidence", "auc_micro", "synthetic_auc")})
     roc.log_roc_curve(*metrics_mod.thin_roc(*report_mod.read_roc(Path(evaluation.path, "roc.csv")), roc_points))
     Path(report.path).write_text(report_mod.evaluation_markdown(result))

@@ -46,8 +46,8 @@ def ingest(
     anything to learn; rejected files go to `quarantine_dir` (a volume too; empty:
     `ingest.quarantine`). S3 credentials come from the environment (the pipeline's S3 secret), never
     from parameters. Downloads that still fail after retries are listed in the report and its
-    metadata (`failed`) and counted; the round goes on with what arrived. A store without a
-    labelled test split fails the step.
+    metadata (`failed`) and counted; the round goes on with what arrived. A store that gives the
+    gate no evidence (no labelled test split, and `train.holdout_fraction` 0) fails the step.
 
     With `dvc_remote` (and the project's `repo_url` at `revision`): a volume without a store is
     first filled from the revision's DVC data (pulled, or extracted and pushed); after ingest the

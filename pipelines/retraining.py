@@ -3,7 +3,8 @@
 Operators drop new normal footage under an S3 prefix; each run ingests what is new into a frame
 store kept on a volume (it grows run after run, and its labelled test split — the fixed
 evaluation set — stays put), fine-tunes from the registry's champion, evaluates on that same
-test split and lets the promotion gate decide. The ingest step plans the round exactly as
+test split — or, for a camera without labels, on the held-out end of every training video, the
+champion scored beside it (label-free) — and lets the promotion gate decide. The ingest step plans the round exactly as
 `pseudovad retrain` does (`pseudovad.retraining.plan_round`): when a registered version was
 already trained on exactly the training split now on the volume, there is nothing to learn and
 the run stops after ingest (its report says so); a run after a failed one still trains; files

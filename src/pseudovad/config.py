@@ -168,13 +168,17 @@ class TrainConfig:
                                      "checkpoints/")
     cifar_root: Optional[str] = setting(None, "image variant: folder of the CIFAR-10 python batches")
     normal_class: int = setting(0, "image variant: the normal class (0–9)")
-    val_fraction: float = setting(0.1, "held-out normal data: the tail of each training video (or of the "
-                                       "normal images); used when at least one clip long")
+    val_fraction: float = setting(0.1, "validation (calibration) data: a tail of each training video (or of "
+                                       "the normal images); used when at least one clip long")
+    holdout_fraction: float = setting(0.0, "the end of each training video held out from training and "
+                                           "calibration, for evaluate's label-free check (a split by time); "
+                                           "0: none, as in the papers (train on all training footage)")
 
 
 @dataclass
 class EvaluateConfig:
-    """`evaluate`: the papers' protocol on the labelled test split."""
+    """`evaluate`: the papers' protocol on the labelled test split, and the label-free check on the
+    held-out end of the training videos."""
 
     out: str = setting("runs/evaluate", "metrics.json, provenance.json, scores.csv, roc.csv, plots/")
     batch_size: int = setting(8, "clips per forward pass")
@@ -188,6 +192,11 @@ class EvaluateConfig:
     protocol: str = setting("official", "`official`: only frames a clip scores count in the AUCs (the papers' "
                                         "evaluation); `padded`: every frame, edge frames carrying the nearest "
                                         "scored frame's score (the numbers before)")
+    inject: list[str] = setting(["object", "speed", "appearance"], "label-free check: the kinds of anomalies "
+                                "injected into the held-out footage (`object`, `speed`, `appearance`)")
+    inject_seed: int = setting(0, "where and how the anomalies are injected (the same per seed)")
+    fps: Optional[float] = setting(None, "frame rate for per-hour figures where the store has none (frame "
+                                         "folders); null: the videos' own")
 
 
 @dataclass
@@ -221,6 +230,12 @@ class RegistryConfig:
                                     "same test set")
     beat_floor: bool = setting(True, "refuse a version whose auc_micro does not beat its training-free floor "
                                      "(`auc_floor`: frame difference / temporal residual on the same frames)")
+    max_false_alarm_rise: float = setting(0.01, "without labels: the largest rise allowed in the share of "
+                                                "held-out normal frames flagged, against the champion on the "
+                                                "same footage")
+    max_synthetic_auc_drop: Optional[float] = setting(0.02, "without labels: the largest fall allowed in the "
+                                                            "injected-anomaly AUC against the champion; null: "
+                                                            "not checked")
     out: str = setting("runs/register", "folder of `decision.json`")
 
 
@@ -520,6 +535,9 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Range checks: one place, one message per key
 
+# the kinds of anomalies evaluate's label-free check can inject (`pseudovad.data.inject` makes them)
+INJECT_KINDS = ("object", "speed", "appearance")
+
 _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "model.method": ("ltgpa", "mae_nct"),
@@ -580,8 +598,8 @@ def validate(cfg: Config) -> Config:
     _check(d.frame_step >= 1, "data.frame_step", f"must be ≥ 1, got {d.frame_step}")
     _check(d.num_workers is None or d.num_workers >= 0, "data.num_workers", f"must be ≥ 0 or null, got {d.num_workers}")
     s = cfg.synthetic
-    for k in ("train_videos", "test_videos"):
-        _check(getattr(s, k) >= 1, f"synthetic.{k}", f"must be ≥ 1, got {getattr(s, k)}")
+    _check(s.train_videos >= 1, "synthetic.train_videos", f"must be ≥ 1, got {s.train_videos}")
+    _check(s.test_videos >= 0, "synthetic.test_videos", f"must be ≥ 0 (0: no labelled test split), got {s.test_videos}")
     _check(s.frames >= 16, "synthetic.frames", f"must be ≥ 16, got {s.frames}")
     _check(s.height >= 32 and s.width >= 32, "synthetic.height", "frames must be at least 32×32")
     _check(s.fps >= 1, "synthetic.fps", f"must be ≥ 1, got {s.fps}")
@@ -614,12 +632,23 @@ def validate(cfg: Config) -> Config:
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", f"must be ≥ 1, got {t.checkpoint_every}")
     _check(0 <= t.normal_class <= 9, "train.normal_class", f"must be in [0, 9], got {t.normal_class}")
     _check(0.0 <= t.val_fraction < 1.0, "train.val_fraction", f"must be in [0, 1), got {t.val_fraction}")
+    _check(0.0 <= t.holdout_fraction < 1.0 and t.val_fraction + t.holdout_fraction < 1.0, "train.holdout_fraction",
+           f"must be in [0, 1) with train.val_fraction + it < 1, got {t.holdout_fraction}")
     _check(cfg.evaluate.batch_size >= 1, "evaluate.batch_size", "must be ≥ 1")
     _check(cfg.evaluate.top_k >= 0, "evaluate.top_k", "must be ≥ 0")
     rg = cfg.evaluate.region_grid
     _check(len(rg) == 2 and all(isinstance(x, int) and 1 <= x for x in rg) and rg[0] <= d.size[0] and rg[1] <= d.size[1],
            "evaluate.region_grid", f"must be [rows, cols] with 1 ≤ rows ≤ H and 1 ≤ cols ≤ W of data.size {d.size}, got {rg}")
     _check(cfg.evaluate.bootstrap >= 0, "evaluate.bootstrap", f"must be ≥ 0, got {cfg.evaluate.bootstrap}")
+    unknown = [k for k in cfg.evaluate.inject if k not in INJECT_KINDS]
+    _check(not unknown, "evaluate.inject", f"unknown kind {', '.join(map(repr, unknown))} (known: {', '.join(INJECT_KINDS)})")
+    _check(len(set(cfg.evaluate.inject)) == len(cfg.evaluate.inject), "evaluate.inject",
+           f"lists a kind more than once: {cfg.evaluate.inject}")
+    _check(cfg.evaluate.fps is None or cfg.evaluate.fps > 0, "evaluate.fps", f"must be > 0 or null, got {cfg.evaluate.fps}")
+    _check(cfg.registry.max_false_alarm_rise >= 0, "registry.max_false_alarm_rise",
+           f"must be ≥ 0, got {cfg.registry.max_false_alarm_rise}")
+    _check(cfg.registry.max_synthetic_auc_drop is None or cfg.registry.max_synthetic_auc_drop >= 0,
+           "registry.max_synthetic_auc_drop", f"must be ≥ 0 or null, got {cfg.registry.max_synthetic_auc_drop}")
     _check(cfg.registry.min_delta >= 0, "registry.min_delta", f"must be ≥ 0, got {cfg.registry.min_delta}")
     _check(cfg.score.threshold is None or 0.0 <= cfg.score.threshold <= 1.0, "score.threshold",
            f"must be in [0, 1] (scores are), got {cfg.score.threshold}")

@@ -17,6 +17,18 @@ the same frames):
 
 The first version becomes champion if it beats its floor. `force` moves it anyway, and the
 reason says who forced it.
+
+Without labels (`decide_label_free`) there is no floor (it needs labels too); the evidence is
+evaluate's label-free check: the candidate and the champion scored on the same held-out normal
+footage with the same injected anomalies (`pseudovad.evaluation.labelfree`). The first version
+becomes champion; after it, the champion moves unless the candidate
+
+    flags more of the held-out normal frames:  share(candidate) − share(champion) > max_false_alarm_rise
+    or finds injected anomalies worse:          auc(champion) − auc(candidate) > max_synthetic_auc_drop
+
+(a None drop tolerance leaves the second check out). A newer model that is as good is promoted:
+retraining on recent footage is the point. Numbers of a champion other than the one now in place
+are never used.
 """
 from __future__ import annotations
 
@@ -103,3 +115,62 @@ def decide(candidate: Entry, champion: Entry | None, min_delta: float, force: bo
     if champion is None:
         return Decision(False, f"v{c.version} not promoted (no champion yet): {why}")
     return Decision(False, f"champion v{champion.version} kept: {why}")
+
+
+@dataclass(frozen=True)
+class LabelFree:
+    """A model's label-free evidence on one held-out footage (evaluate's `holdout_flagged_share`,
+    `synthetic_auc`, `holdout_false_alarms_per_hour`)."""
+
+    flagged_share: float | None
+    synthetic_auc: float | None
+    false_alarms_per_hour: float | None = None
+
+    def text(self) -> str:
+        pct = "–" if self.flagged_share is None else f"{100 * self.flagged_share:.2f}%"
+        per_hour = "" if self.false_alarms_per_hour is None else f", {self.false_alarms_per_hour:.1f} false alarms/h"
+        auc = "–" if self.synthetic_auc is None else f"{self.synthetic_auc:.4f}"
+        return f"{pct} of held-out normal frames flagged{per_hour}, injected-anomaly AUC {auc}"
+
+
+def decide_label_free(version: str, candidate: LabelFree, champion_version: str | None,
+                      baseline: LabelFree | None, baseline_version: str | None, max_false_alarm_rise: float,
+                      max_synthetic_auc_drop: float | None, force: bool = False, user: str | None = None) -> Decision:
+    """Whether `champion` moves to `candidate` on label-free evidence (module doc). `baseline`: the
+    champion's numbers on the candidate's held-out footage, measured by the same evaluate, and the
+    version they belong to (`baseline_version`), which must be the champion now in place."""
+    c = candidate
+    if champion_version is None:
+        return Decision(True, f"no champion yet: v{version} becomes the first champion (label-free: {c.text()})")
+    if champion_version == version:
+        return Decision(False, f"v{version} is already the champion")
+    ok = False
+    if baseline is None or baseline_version != champion_version:
+        got = f"v{baseline_version}" if baseline_version else "no champion"
+        why = (f"champion v{champion_version} was not scored on the same held-out footage (evaluate scored {got} "
+               "beside this model): re-run `pseudovad evaluate` so it scores the current champion too")
+    elif c.flagged_share is None or baseline.flagged_share is None:
+        why = "no share of flagged held-out frames to compare"
+    elif c.synthetic_auc is None and max_synthetic_auc_drop is not None:
+        why = f"v{version} has no injected-anomaly AUC"
+    else:
+        rise = c.flagged_share - baseline.flagged_share
+        drop = (baseline.synthetic_auc - c.synthetic_auc
+                if max_synthetic_auc_drop is not None and baseline.synthetic_auc is not None else None)
+        numbers = f"{c.text()}; champion v{champion_version} on the same footage: {baseline.text()}"
+        if rise > max_false_alarm_rise + EPS:
+            why = (f"raises false alarms: {100 * rise:+.2f} points of held-out normal frames flagged > "
+                   f"max_false_alarm_rise {100 * max_false_alarm_rise:g} ({numbers})")
+        elif drop is not None and drop > max_synthetic_auc_drop + EPS:
+            why = (f"finds injected anomalies worse: AUC {-drop:+.4f} < −max_synthetic_auc_drop "
+                   f"{max_synthetic_auc_drop:g} ({numbers})")
+        else:
+            ok = True
+            why = (f"label-free: false alarms {100 * rise:+.2f} points (≤ {100 * max_false_alarm_rise:g})"
+                   + (f", injected-anomaly AUC {-drop:+.4f} (≥ −{max_synthetic_auc_drop:g})" if drop is not None else "")
+                   + f" against champion v{champion_version} ({numbers})")
+    if force:
+        return Decision(True, f"forced by {user or 'unknown'} (gate: {why})", forced=True)
+    if ok:
+        return Decision(True, f"promoted: {why}")
+    return Decision(False, f"champion v{champion_version} kept: {why}")

@@ -27,11 +27,15 @@ from pseudovad import results, tracking
 from pseudovad.config import Config
 from pseudovad.errors import DataError, TrackingError
 from pseudovad.files import exclusive_lock, settle, sha256_file
-from pseudovad.gate import Entry, decide
+from pseudovad.gate import Entry, LabelFree, decide, decide_label_free
 from pseudovad.models import model_file
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "auc_floor")
+# label-free evidence (evaluate's check on held-out normal footage) and the operating point's numbers
+LABEL_FREE_KEYS = ("holdout_flagged_share", "holdout_false_alarms_per_hour", "synthetic_auc")
+OPERATING_KEYS = ("event_recall", "false_alarms_per_hour")
+TAG_KEYS = (*METRIC_KEYS, *OPERATING_KEYS, *LABEL_FREE_KEYS)
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
@@ -115,6 +119,19 @@ class Candidate:
     def fingerprint(self) -> str:
         return self.metrics["fingerprint"]
 
+    @property
+    def evidence(self) -> str:
+        """`labelled` (a test split with labels: the papers' AUC decides) or `label-free`."""
+        return "labelled" if results.finite(self.metrics.get("auc_micro")) else "label-free"
+
+    def label_free(self, prefix: str = "") -> LabelFree:
+        m = self.metrics
+
+        def num(key: str) -> float | None:
+            v = m.get(prefix + key)
+            return float(v) if results.finite(v) else None
+        return LabelFree(num("holdout_flagged_share"), num("synthetic_auc"), num("holdout_false_alarms_per_hour"))
+
     @classmethod
     def read(cls, model: Path, metrics: Path) -> Candidate:
         ev = read_metrics(metrics)    # (both reads settle a half-done commit of their folder first)
@@ -141,15 +158,17 @@ class Candidate:
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """An evaluation's results (metrics.json + provenance.json, `pseudovad.results`) with the things
-    the gate needs: auc_micro, the test-set fingerprint, the evaluated model's sha256."""
+    the gate needs: auc_micro (labelled) or the label-free check's numbers, the evaluation set's
+    fingerprint, the evaluated model's sha256."""
     path = Path(path)
     settle(path.parent)
     if not path.is_file():
         raise DataError(f"{path}: metrics file not found (run `pseudovad evaluate` first or pass --metrics)")
     m = results.read(path)
     auc = m.get("auc_micro")
-    if not results.finite(auc):
-        raise DataError(f"{path}: auc_micro missing or not a number ({auc!r})")
+    if not results.finite(auc) and not results.finite(m.get("holdout_flagged_share")):
+        raise DataError(f"{path}: neither a labelled AUC (auc_micro {auc!r}) nor label-free numbers "
+                        "(holdout_flagged_share): re-run `pseudovad evaluate`")
     if not isinstance(m.get("fingerprint"), str) or not m["fingerprint"]:
         raise DataError(f"{path}: fingerprint of the evaluation set missing")
     return m
@@ -165,6 +184,25 @@ def _float_tag(value: Any) -> float | None:
 
 def _version_entry(mv) -> Entry:
     return Entry(str(mv.version), _float_tag(mv.tags.get("auc_micro")), mv.tags.get("eval_fingerprint"))
+
+
+def _decide(cfg: Config, cand: Candidate, version: str, champ: Entry | None, champ_mv, force: bool, user: str):
+    """The gate on the candidate's evidence: labelled (`gate.decide`, the training-free floor
+    included) or label-free (`gate.decide_label_free`, against the champion's numbers evaluate
+    measured beside it)."""
+    ev = cand.metrics
+    if cand.evidence == "labelled":       # with labels: the AUC against the champion's, and the floor
+        floor = _float_tag(ev.get("auc_floor")) if cfg.registry.beat_floor else None
+        return decide(Entry(version, float(ev["auc_micro"]), cand.fingerprint, floor), champ, cfg.registry.min_delta,
+                      force, user)
+    # without labels there is no floor (it is an AUC too): the label-free rule alone
+    baseline_version = ev.get("baseline_version")
+    if champ_mv is not None and ev.get("baseline_sha256") not in (None, champ_mv.tags.get("model_sha256")):
+        baseline_version = None          # evaluate scored another file than the champion's
+    baseline = cand.label_free("baseline_") if baseline_version else None
+    return decide_label_free(version, cand.label_free(), champ.version if champ else None, baseline,
+                             str(baseline_version) if baseline_version else None, cfg.registry.max_false_alarm_rise,
+                             cfg.registry.max_synthetic_auc_drop, force, user)
 
 
 def _ensure_registered_model(c, cfg: Config, name: str) -> None:
@@ -314,7 +352,9 @@ def version_description(version: str, d, champ: Entry | None, champ_tags: dict[s
     ev, meta = cand.metrics, cand.meta
     decision = "forced" if d.forced else ("promoted" if d.promote else "kept")
     lines = [f"**Gate: {decision}.** {d.reason}", ""]
-    if champ is not None and champ.version != version:
+    if cand.evidence == "label-free":
+        lines += _label_free_lines(version, cand, cfg)
+    elif champ is not None and champ.version != version:
         delta = (f"{ev['auc_micro'] - champ.auc:+.4f}" if champ.auc is not None and champ.fingerprint == cand.fingerprint
                  else "not comparable (other test set)")
         lines += [f"Δ auc_micro vs champion v{champ.version}: **{delta}** (min_delta {cfg.registry.min_delta:g})", "",
@@ -325,15 +365,25 @@ def version_description(version: str, d, champ: Entry | None, champ_tags: dict[s
         lines += [f"Δ auc_micro: none ({why})", "",
                   f"| metric | v{version} (this) |", "|---|---:|"]
         lines += [f"| {k} | {_fmt(ev.get(k))} |" for k in METRIC_KEYS]
+    if cand.evidence == "labelled" and results.finite(ev.get("event_recall")):
+        per_hour = ev.get("false_alarms_per_hour")
+        lines += ["", f"At the operating threshold {ev.get('operating_threshold'):g} of the calibrated score: "
+                      f"{ev.get('events_found')}/{ev.get('events')} anomalous events found, "
+                      + (f"{per_hour:.1f} false alarms per hour of normal footage, " if results.finite(per_hour) else "")
+                      + f"{100 * ev.get('flagged_share', 0):.2f}% of normal frames flagged."]
     conf = meta.get("config", {})
     method = str(meta.get("method") or ev.get("method"))
     pseudo = conf.get("pseudo", {})
     settings = ", ".join(f"pseudo.{k}={pseudo[k]}" for k in PSEUDO_SETTINGS.get(method, ()) if k in pseudo)
     videos = ev.get("video_ids") or []
+    held = ev.get("holdout_video_ids") or []
     lines += ["",
-              f"- **Test set**: {ev.get('dataset')}, {len(videos) or ev.get('videos')} videos"
-              + (f" ({', '.join(map(str, videos[:12]))}{' …' if len(videos) > 12 else ''})" if videos else "")
-              + f", {ev.get('frames')} frames, fingerprint `{cand.fingerprint[:16]}`",
+              (f"- **Test set**: {ev.get('dataset')}, {len(videos) or ev.get('videos')} videos"
+               + (f" ({', '.join(map(str, videos[:12]))}{' …' if len(videos) > 12 else ''})" if videos else "")
+               + f", {ev.get('frames')} frames, fingerprint `{cand.fingerprint[:16]}`") if cand.evidence == "labelled" else
+              (f"- **Evidence**: label-free (no labelled test split): {ev.get('holdout_frames')} held-out normal frames "
+               f"of {len(held)} training videos ({', '.join(map(str, held[:12]))}{' …' if len(held) > 12 else ''}), "
+               f"injected kinds {', '.join(ev.get('inject_kinds') or [])}, fingerprint `{cand.fingerprint[:16]}`"),
               f"- **Method**: {method} · {ev.get('variant', '')} ({settings}); trained on `"
               f"{str(meta.get('train_fingerprint'))[:16]}`, {meta.get('steps', '?')} steps",
               f"- **Model file**: sha256 `{cand.sha256[:16]}`"]
@@ -358,6 +408,34 @@ def version_description(version: str, d, champ: Entry | None, champ_tags: dict[s
     return "\n".join(lines) + "\n"
 
 
+def _label_free_lines(version: str, cand: Candidate, cfg: Config) -> list[str]:
+    """The label-free table: this version against the champion evaluate scored beside it."""
+    ev = cand.metrics
+    base = ev.get("baseline_version")
+    rows = [("share of held-out normal frames flagged", "holdout_flagged_share", True),
+            ("false alarms per hour (held-out)", "holdout_false_alarms_per_hour", False),
+            ("injected-anomaly AUC (mean of kinds)", "synthetic_auc", False),
+            *[(f"injected `{k}` AUC", f"synthetic_auc_{k}", False) for k in ev.get("inject_kinds") or []]]
+
+    def cell(key: str, pct: bool) -> str:
+        v = ev.get(key)
+        return "–" if not results.finite(v) else (f"{100 * v:.2f}%" if pct else f"{v:.4f}")
+    head = [f"Evidence: **label-free**, on held-out normal footage of the training cameras (tolerances: "
+            f"false alarms +{100 * cfg.registry.max_false_alarm_rise:g} points, injected-anomaly AUC "
+            + ("not checked" if cfg.registry.max_synthetic_auc_drop is None else f"−{cfg.registry.max_synthetic_auc_drop:g}")
+            + ")", ""]
+    if base:
+        head += [f"| label-free | v{version} (this) | champion v{base} (same footage) |", "|---|---:|---:|"]
+        head += [f"| {name} | {cell(k, pct)} | {cell('baseline_' + k, pct)} |" for name, k, pct in rows]
+    else:
+        head += [f"| label-free | v{version} (this) |", "|---|---:|"]
+        head += [f"| {name} | {cell(k, pct)} |" for name, k, pct in rows]
+    same = ev.get("inject_resembles")
+    if same:
+        head += ["", f"The `{same}` kind resembles this model's own pseudo anomalies: read its score as partly seen in training."]
+    return head
+
+
 def _log_on_model(c, model_id: str, cand: Candidate, test_set) -> None:
     """The evaluation's numbers on the logged model (the version's metrics), unless evaluate put them there."""
     have = c.get_logged_model(model_id).metrics or []
@@ -380,7 +458,7 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
     with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri), _one_registration(uri, name):
         c = tracking.client()
         exp = tracking.experiment_id(cfg)
-        tracking.log_metrics({k: ev.get(k) for k in METRIC_KEYS})
+        tracking.log_metrics({k: ev.get(k) for k in TAG_KEYS})
         ev_run = _evaluation_run(c, exp, cand)
         # the test set as the evaluate run logged it (with its DVC hash), else from the provenance
         logged_sets = [i.dataset for i in (ev_run.inputs.dataset_inputs if ev_run is not None else [])
@@ -397,8 +475,8 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         if mv is None:
             source = find_logged_model(cfg, sha) or tracking.log_model(cand.model, meta)["model_uri"]
             _log_on_model(c, source.removeprefix("models:/"), cand, test_set)
-            tags = {k: repr(float(ev[k])) for k in METRIC_KEYS if _float_tag(ev.get(k)) is not None}
-            tags.update({"eval_fingerprint": fp, "model_sha256": sha, "method": str(meta.get("method")),
+            tags = {k: repr(float(ev[k])) for k in TAG_KEYS if _float_tag(ev.get(k)) is not None}
+            tags.update({"evidence": cand.evidence, "eval_fingerprint": fp, "model_sha256": sha, "method": str(meta.get("method")),
                          "train_fingerprint": str(meta.get("train_fingerprint")), "dataset": cfg.data.name,
                          "registered_by": user, "register_run_id": run_id})
             if meta.get("data_version"):     # the DVC hash of the store it was trained on
@@ -411,14 +489,14 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         before = aliases.get(CHAMPION)
         champ_mv = c.get_model_version(name, before) if before is not None else None
         champ = _version_entry(champ_mv) if champ_mv is not None else None
-        floor = _float_tag(ev.get("auc_floor")) if cfg.registry.beat_floor else None
-        d = decide(Entry(version, float(ev["auc_micro"]), fp, floor), champ, cfg.registry.min_delta, force, user)
+        d = _decide(cfg, cand, version, champ, champ_mv, force, user)
         c.set_registered_model_alias(name, CHALLENGER, version)
         if d.promote:
             c.set_registered_model_alias(name, CHAMPION, version)
         after = version if d.promote else (str(before) if before is not None else None)
         gate = {"gate.decision": "forced" if d.forced else ("promoted" if d.promote else "kept"),
-                "gate.reason": d.reason, "gate.champion_before": str(before) if before is not None else "none",
+                "gate.reason": d.reason, "gate.evidence": cand.evidence,
+                "gate.champion_before": str(before) if before is not None else "none",
                 "gate.min_delta": repr(cfg.registry.min_delta),
                 "gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if d.forced:
@@ -434,7 +512,9 @@ def register(cfg: Config, cand: Candidate, force: bool = False) -> dict[str, Any
         "model_name": name, "version": version, "model_uri": f"models:/{name}/{version}",
         "promoted": d.promote, "forced": d.forced, "forced_by": user if d.forced else None, "reason": d.reason,
         "champion_before": str(before) if before is not None else None, "champion_after": after,
-        "auc_micro": float(ev["auc_micro"]), "champion_auc_micro": champ.auc if champ else None,
+        "evidence": cand.evidence, "auc_micro": _float_tag(ev.get("auc_micro")),
+        "champion_auc_micro": champ.auc if champ else None,
+        **{k: _float_tag(ev.get(k)) for k in LABEL_FREE_KEYS},
         "min_delta": cfg.registry.min_delta, "fingerprint": fp, "model_sha256": sha, "reused_version": reused,
         "run_id": run_id, "evaluate_run_id": ev_run.info.run_id if ev_run is not None else None,
         "tracking_uri": tracking.redact(uri),
@@ -529,10 +609,23 @@ def fetch_model_file(uri: str) -> Path:
     return fetch_model(uri).path
 
 
+def missing_local_store(uri: str) -> Path | None:
+    """The SQLite file a tracking URI names, when it does not exist: reading a model from it would
+    only create an empty store (an mlflow.db in whatever folder the command ran in)."""
+    if urlsplit(uri).scheme.split("+")[0] != "sqlite" or ":///" not in uri:
+        return None
+    path = uri.split(":///", 1)[1]
+    return Path(path) if path and path != ":memory:" and not Path(path).exists() else None
+
+
 def fetch_model(uri: str) -> ResolvedModel:
     """`fetch_model_file`, with what the URI resolved to: an alias is resolved once, and that
     version is the one downloaded and reported."""
     uri = str(uri).strip()
+    missing = missing_local_store(tracking.tracking_uri())
+    if missing is not None:
+        raise TrackingError(f"{uri}: nothing is registered here: no MLflow store {missing} "
+                            f"(tracking.uri {tracking.tracking_uri()})")
     tracking_uri = tracking.configure(uri=tracking.tracking_uri())
     model = tracking.MODEL_FILE
     with tracking.errors(f"{uri} (tracking {tracking.redact(tracking_uri)})"):

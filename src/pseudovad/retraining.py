@@ -2,9 +2,11 @@
 Kubeflow retraining pipeline's ingest step.
 
 `plan_round` checks the frame store, ingests what is new, and decides:
-- the store must exist and hold a labelled test split (the fixed evaluation set the gate compares
-  on): otherwise the round is refused before anything is downloaded or trained (DataError: one
-  line, exit 2 on the CLI, a failed step on Kubeflow);
+- the store must exist and give the gate evidence: a labelled test split (the fixed evaluation
+  set the gate compares on) or, without one, held-out normal footage (`train.holdout_fraction` >
+  0: the label-free check on the held-out end of every training video); otherwise the round is
+  refused before anything is downloaded or trained (DataError: one line, exit 2 on the CLI, a
+  failed step on Kubeflow);
 - downloads that still fail after their retries do not stop the round: it learns from what
   arrived, and the failures are reported (the CLI exits 1 at the end, the Kubeflow step lists
   them in its report and metadata); the next round fetches the rest, resuming partial files;
@@ -64,16 +66,19 @@ class Round:
                 "failed": self.failed}
 
 
-def check_store(store: str | Path) -> FrameStore:
-    """The frame store a round trains and evaluates on; refused without a labelled test split."""
+def check_store(store: str | Path, cfg: Config) -> FrameStore:
+    """The frame store a round trains and evaluates on; refused when a round could not be
+    evaluated: test videos of which only some have labels, or no labels and nothing held out."""
     fs = FrameStore(store)              # names the store if it was never pulled or extracted
     tests = fs.videos("testing")
-    if not tests:
-        raise DataError(f"{store}: no labelled test videos to evaluate on (run `dvc pull` or `pseudovad extract`)")
     unlabelled = [e.id for e in tests if not e.labels]
-    if unlabelled:
+    if unlabelled and len(unlabelled) < len(tests):
         raise DataError(f"{store}: test video(s) {', '.join(unlabelled)} have no frame labels; a round cannot "
                         "be evaluated (extract with data.labels)")
+    if (not tests or unlabelled) and cfg.train.holdout_fraction <= 0:
+        raise DataError(f"{store}: no labelled test videos to evaluate on, and train.holdout_fraction is 0, so no "
+                        "held-out normal footage either (set it, e.g. 0.2, for the label-free check; or run "
+                        "`dvc pull` / `pseudovad extract` with labelled test videos)")
     return fs
 
 
@@ -112,7 +117,7 @@ def plan_round(cfg: Config, store: str | Path | None = None, source: Optional[st
     `rounds`: the folder of finished rounds (the CLI's `--out`), consulted before the registry;
     `quarantine`: where rejected footage goes (default: `ingest.quarantine`)."""
     store = Path(store or cfg.data.store)
-    check_store(store)
+    check_store(store, cfg)
     got = ingest_footage(cfg, source=source, store=store, progress=progress, quarantine=quarantine)
     fingerprint = FrameStore(store).fingerprint("training")
     champ = registry.champion(cfg)

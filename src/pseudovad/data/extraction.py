@@ -21,7 +21,7 @@ from tqdm import tqdm
 from pseudovad.config import Config
 from pseudovad.data import ingested
 from pseudovad.data import labels as label_io
-from pseudovad.data.sources import SPLITS, Source, discover, read_frames
+from pseudovad.data.sources import SPLITS, Source, discover, read_frames, video_info
 from pseudovad.data.store import MANIFEST, FrameStore, VideoEntry, complete_store, write_array_stream
 from pseudovad.errors import DataError
 from pseudovad.files import staged_outputs
@@ -60,7 +60,15 @@ def extract_source(src: Source, staged: Path, cfg: Config, checksum: str, progre
         frames = tqdm(frames, desc=f"{src.split}/{src.video_id}", unit="frame", leave=False, disable=None)
     n, shape = write_array_stream(dest, frames)
     return VideoEntry(id=src.video_id, split=src.split, frames=n, height=h, width=w,
-                      channels=cfg.data.channels, source=str(src.path), checksum=checksum, file=rel)
+                      channels=cfg.data.channels, source=str(src.path), checksum=checksum, file=rel, fps=frame_rate(src))
+
+
+def frame_rate(src: Source) -> float | None:
+    """A video file's frame rate as its container declares it (None for frame folders or a bogus value)."""
+    if src.kind != "video":
+        return None
+    fps = video_info(src.path)["fps"]
+    return round(float(fps), 3) if 0 < fps < 1000 else None
 
 
 def warn_short(cfg: Config, tests: list[VideoEntry]) -> None:
@@ -81,7 +89,7 @@ def build_store(cfg: Config, root: Path, store: Path, labels: str | Path | None 
         raise DataError(f"{root}: dataset root not found")
     sources = [s for split in splits for s in discover(root, split)]
     if not sources:
-        raise DataError(f"{root}: no videos found (expected {root}/training/frames/<video>/ or {root}/training/videos/*.avi)")
+        raise DataError(f"{root}: no videos found (expected video files in it, or {root}/training/frames/<video>/ or {root}/training/videos/*.mp4)")
     footage = ingested.root_for(cfg, store)
     if "training" in splits:  # footage `ingest` accepted joins the training split, after data.root's
         sources += ingested.sources(footage, {s.video_id for s in sources if s.split == "training"})
@@ -98,7 +106,7 @@ def build_store(cfg: Config, root: Path, store: Path, labels: str | Path | None 
             old = previous.get((src.split, src.video_id))
             if old is not None and old.checksum == checksum:
                 entry = VideoEntry(**{**old.to_dict(), "labels": None, "anomalous_frames": None,
-                                      "source": str(src.path)})
+                                      "source": str(src.path), "fps": old.fps or frame_rate(src)})
                 reused += 1
             else:
                 entry = extract_source(src, staged, cfg, checksum, progress, allow_truncated)

@@ -3,6 +3,8 @@
 Layouts accepted under a dataset root, per split (`training`, `testing`):
   <root>/<split>/frames/<video>/<frame>.{jpg,png,tif,bmp}   (UCSD / Avenue / ShanghaiTech frames)
   <root>/<split>/videos/<video>.{avi,mp4,...}               (anything OpenCV decodes)
+  <root>/<video>.{avi,mp4,...}                              (a folder of one camera's recordings:
+                                                             all training footage, no test split)
 Frames are yielded one at a time, already resized and converted, so memory stays bounded by one
 frame whatever the length of the footage.
 
@@ -97,9 +99,14 @@ def frame_files(folder: Path) -> list[Path]:
 
 
 def discover(root: str | Path, split: str) -> list[Source]:
-    """All videos of one split, sorted naturally by id. Missing split folder → []."""
+    """All videos of one split, sorted naturally by id. Missing split folder → []. A root that is
+    just a folder of video files (no training/ or testing/ in it: one camera's recordings) is
+    the training split."""
     root = Path(root)
     base = root / split
+    if split == "training" and not any((root / s).is_dir() for s in SPLITS) and root.is_dir():
+        videos = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTS]
+        return [Source(f.stem, split, f, "video") for f in sorted(videos, key=lambda p: natural_key(p.name))]
     found: dict[str, Source] = {}
     frames_dir = base / "frames"
     if frames_dir.is_dir():

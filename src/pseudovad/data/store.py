@@ -69,6 +69,7 @@ class VideoEntry:
     file: str
     labels: str | None = None
     anomalous_frames: int | None = None
+    fps: float | None = None        # the video file's frame rate (None: a frame folder, or an older store)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}

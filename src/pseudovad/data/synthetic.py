@@ -210,7 +210,8 @@ def render_video(cfg: SyntheticConfig, split: str, index: int) -> tuple[list[np.
 
 
 def generate(cfg: SyntheticConfig, out: str | Path) -> dict:
-    """Write <out>/{training,testing}/videos/NN.avi and <out>/testing/{labels.csv,frame_labels.npy}."""
+    """Write <out>/{training,testing}/videos/NN.avi and <out>/testing/{labels.csv,frame_labels.npy};
+    with `test_videos: 0` only <out>/training (normal footage and nothing else, as a camera owner has it)."""
     out = Path(out)
     summary = {"training": 0, "testing": 0, "anomalous_frames": 0, "test_frames": 0}
     all_labels = []
@@ -223,6 +224,8 @@ def generate(cfg: SyntheticConfig, out: str | Path) -> dict:
             summary[split] += 1
             if split == "testing":
                 all_labels.append((f"{i + 1:02d}", labels))
+    if not all_labels:
+        return summary
     flat = np.concatenate([lab for _, lab in all_labels])
     summary["anomalous_frames"], summary["test_frames"] = int(flat.sum()), int(flat.size)
     tdir = out / "testing"

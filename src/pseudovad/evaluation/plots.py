@@ -133,3 +133,66 @@ def footage_timeline_plot(tl: Timeline, segments: list[dict], threshold: float |
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     _pyplot().close(fig)
+
+
+def labelfree_roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]], path: str | Path,
+                       title: str = "") -> None:
+    """One ROC per injected kind: its event frames against the clean held-out footage (raw PSNR)."""
+    fig, ax = _pyplot().subplots(figsize=(4.5, 4.5))
+    for kind, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, lw=2, label=f"{kind}: AUC {auc:.3f}" if auc is not None else kind)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (clean held-out frames)",
+           ylabel="true positive rate (injected event frames)", title=title or "injected anomalies")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def labelfree_timeline_plot(rows: Sequence[dict], threshold: float, path: str | Path, title: str = "") -> None:
+    """One panel per copy of the held-out footage (clean, then each injected kind): the calibrated
+    score over its scored frames (videos one after the other, dotted lines between them), injected
+    events shaded, alarm segments marked under the curve, the operating threshold."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.9 * len(rows)), sharex=True, squeeze=False)
+    for ax, r in zip(axes[:, 0], rows):
+        for i, (a, b) in enumerate(spans(r["label"])):
+            ax.axvspan(a - 0.5, b - 0.5, color="C3", alpha=0.2, lw=0, label="injected event" if i == 0 else None)
+        for i, (a, b) in enumerate(spans(r["flagged"])):
+            ax.plot([a - 0.5, b - 0.5], [-0.04, -0.04], c="C1", lw=4, solid_capstyle="butt",
+                    label="alarm" if i == 0 else None)
+        for x in r["bounds"]:
+            ax.axvline(x - 0.5, c="grey", lw=0.6, ls=":")
+        ax.plot(np.arange(len(r["score"])), r["score"], c="C0", lw=1)
+        ax.axhline(threshold, c="C3", ls="--", lw=0.8)
+        ax.set(ylim=(-0.08, 1.04), ylabel="score")
+        ax.set_title(f"{r['name']}" + (" (as recorded: every alarm is false)" if r["name"] == "clean" else ""),
+                     fontsize=9, loc="left")
+        if len(spans(r["label"])) or len(spans(r["flagged"])):
+            ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    axes[-1, 0].set_xlabel("held-out frame (videos one after the other)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def injected_plot(examples: Sequence[dict], path: str | Path) -> None:
+    """One row per injected kind: the held-out frame, the same frame with the anomaly, its mask."""
+    n = max(len(examples), 1)
+    fig, axes = _pyplot().subplots(n, 3, figsize=(8, 2.4 * n), squeeze=False)
+    for row, ex in zip(axes, examples):
+        gray = ex["before"].ndim == 2
+        row[0].imshow(ex["before"], cmap="gray" if gray else None, vmin=0, vmax=255)
+        row[1].imshow(ex["after"], cmap="gray" if gray else None, vmin=0, vmax=255)
+        row[2].imshow(ex["mask"], cmap="gray", vmin=0, vmax=1)
+        row[0].set_title(f"{ex['video']} frame {ex['frame']}", fontsize=9)
+        row[1].set_title(f"injected: {ex['kind']}", fontsize=9)
+        row[2].set_title("mask", fontsize=9)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for row in axes[len(examples):]:
+        for ax in row:
+            ax.axis("off")
+    _save(fig, path)

@@ -34,7 +34,11 @@ Beside the papers' numbers, never replacing them (opt-in for the files, always i
 - pixel AUC of the error maps against ground-truth masks when `pixel_masks` is given
   (`evaluation.pixels`) → `pixel_auc`;
 - 95% bootstrap intervals over test videos for each AUC (`evaluation.bootstrap`) →
-  `<auc>_ci_low`, `<auc>_ci_high`, `bootstrap_resamples` (0: none computed).
+  `<auc>_ci_low`, `<auc>_ci_high`, `bootstrap_resamples` (0: none computed);
+- what an operator gets at the operating threshold of the calibrated score (`evaluation.alarms`,
+  no per-video normalisation; normal frames are the counted ones): `event_recall` (events an alarm
+  segment overlaps), `false_alarms` and `false_alarms_per_hour` of normal footage, `flagged_share`
+  of normal frames flagged.
 scores.csv: video,frame,psnr,score,label, then region_psnr,region_score,counted,floor_framediff,floor_residual.
 """
 from __future__ import annotations
@@ -49,8 +53,10 @@ from typing import Any
 
 import numpy as np
 
+from pseudovad import calibration
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import DataError
+from pseudovad.evaluation import alarms
 from pseudovad.evaluation import bootstrap as boot
 from pseudovad.evaluation import floor
 from pseudovad.evaluation import fused
@@ -95,6 +101,15 @@ def select_videos(store: FrameStore, only: list[str] | None = None) -> list[Vide
     if not entries:
         raise DataError(f"{store.root}: no test videos in the frame store")
     return entries
+
+
+def labelled_videos(store: FrameStore, only: list[str] | None = None) -> list[VideoEntry]:
+    """The test videos the papers' protocol scores (`select_videos`), or [] when the store has no
+    labelled test split (footage of one's own cameras: evaluate then runs the label-free check alone)."""
+    tests = store.videos("testing")
+    if not only and all(e.labels is None for e in tests):
+        return []
+    return select_videos(store, only)
 
 
 def check_videos(detector: Detector, store: FrameStore, entries: list[VideoEntry]) -> None:
@@ -260,6 +275,24 @@ def pixel_metrics(masks_path: str | Path, store: FrameStore, entries: list[Video
     return out
 
 
+def describe(detector: Detector, dataset: str, model_ref: str, model_sha256: str | None, fingerprint: str
+             ) -> dict[str, Any]:
+    """What an evaluation is about: the model (method, variant, seed, file, its sha256, its
+    training data), the evaluation set's fingerprint, how it was scored."""
+    return {
+        **describe_model(detector.meta.get("config", {})),
+        "seed": detector.meta.get("config", {}).get("seed"),     # `report` averages over seeds
+        "dataset": dataset,
+        "model": model_ref,
+        "model_sha256": model_sha256,
+        "fingerprint": fingerprint,
+        "train_fingerprint": detector.meta.get("train_fingerprint"),
+        "psnr": PSNR_CONVENTION,
+        "inference_amp": detector.precision.name,           # bf16 | fp32, as resolved (inference.amp)
+        "inference_memory_format": detector.memory_format,
+    }
+
+
 def roc_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> str:
     lines = ["fpr,tpr,threshold"]
     lines += [f"{a:.6f},{b:.6f},{t:.6f}" if np.isfinite(t) else f"{a:.6f},{b:.6f},inf" for a, b, t in zip(fpr, tpr, thr)]
@@ -283,12 +316,15 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
              model_ref: str, fingerprint: str, model_sha256: str | None = None, top_k: int = 0,
              progress: bool = False, score: str = "frame", region_grid: tuple[int, int] = (4, 6),
              pixel_masks: str | Path | None = None, bootstrap: int = boot.DEFAULT_RESAMPLES,
-             protocol: str = OFFICIAL) -> dict[str, Any]:
+             protocol: str = OFFICIAL, threshold: float = calibration.DEFAULT_THRESHOLD, min_segment: int = 1,
+             fps: dict[str, float | None] | None = None) -> dict[str, Any]:
     """Score `entries` of `store`, write scores.csv, roc.csv and plots/ into `out`, return the
     results (what evaluate's metrics.json and provenance.json hold, `PROVENANCE_KEYS` the latter).
     `score`: frame (the papers'), region or fused, the score the files show; metrics hold all that
     the model allows (module doc).
-    `protocol`: official (only frames a clip scores count) or padded (every frame)."""
+    `protocol`: official (only frames a clip scores count) or padded (every frame).
+    `threshold`, `min_segment`: the operating point of the calibrated score; `fps` per video id
+    (None: no per-hour figure)."""
     if score == "fused":
         fused.check(detector.meta.get("calibration"), model_ref)
     labels = {e.id: store.labels(e).astype(np.int64) for e in entries}
@@ -337,21 +373,17 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
     if pixel_masks is not None:
         h, w = (int(x) for x in detector.meta["size"])
         extra.update(pixel_metrics(pixel_masks, store, entries, errors, (h, w), bootstrap))
+    calib = detector.meta.get("calibration")
+    if isinstance(calib, dict):       # every trained video model has one; a bare file (tests) may not
+        calibrated = {v: calibration.to_score(psnr[v], calibration.check(calib)) for v in labels}
+        extra.update(alarms.at_operating_point(calibrated, labels, threshold, min_segment, fps or {}, counted=counted))
+        extra.update(operating_threshold=threshold, min_segment=min_segment)
 
     result: dict[str, Any] = {
         **{k: m[k] for k in SUMMARY_KEYS},
         "frames_left_out": frames - m["frames"],
         "protocol": protocol,
-        **describe_model(detector.meta.get("config", {})),
-        "seed": detector.meta.get("config", {}).get("seed"),     # `report` averages over seeds
-        "dataset": dataset,
-        "model": model_ref,
-        "model_sha256": model_sha256,
-        "fingerprint": fingerprint,
-        "train_fingerprint": detector.meta.get("train_fingerprint"),
-        "psnr": PSNR_CONVENTION,
-        "inference_amp": detector.precision.name,           # bf16 | fp32, as resolved (inference.amp)
-        "inference_memory_format": detector.memory_format,
+        **describe(detector, dataset, model_ref, model_sha256, fingerprint),
         "video_ids": [e.id for e in entries],
         "video_auc": m["video_auc"],
         **extra,

@@ -134,7 +134,8 @@ def collect(patterns: list[str]) -> list[tuple[str, dict[str, Any]]]:
 
 
 SUMMARY_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "frames", "frames_left_out", "anomalous_frames", "videos",
-                "auc_floor", "auc_floor_margin")
+                "auc_floor", "auc_floor_margin", "event_recall", "false_alarms_per_hour", "flagged_share",
+                "holdout_frames", "holdout_false_alarms_per_hour", "holdout_flagged_share", "synthetic_auc")
 FLOOR_ROW = "training-free floor (frame difference / temporal residual)"
 
 
@@ -144,6 +145,8 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     lines = [f"## evaluate: {result.get('method', '')} on {result.get('dataset', '')}", "",
              "| metric | value |", "|---|---|"]
     for k in SUMMARY_KEYS:
+        if k not in result:
+            continue
         v = result.get(k)
         lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
     lines += ["", "| video | AUC |", "|---|---|"]

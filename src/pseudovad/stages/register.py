@@ -1,11 +1,15 @@
 """`register`: add the evaluated model to the MLflow registry and run the promotion gate.
 
 The model (`<train.out>/model.pt`) becomes a new version of `registry.model_name` (default
-`pseudovad-<method>`), tagged with its evaluation metrics (auc_micro, auc_macro, auc_raw, eer) and
-the evaluation-set fingerprint, and gets the alias `challenger`. Alias `champion` — what
-`score --model models:/NAME@champion` and retraining warm starts use — moves to it only if the
-promotion gate (`pseudovad.gate`) says so: same test set, a higher micro AUC by at least
-`registry.min_delta`. The reason is printed and written to the version's `gate.*` tags.
+`pseudovad-<method>`), tagged with its evaluation metrics (auc_micro, auc_macro, auc_raw, eer, the
+label-free numbers) and the evaluation-set fingerprint, and gets the alias `challenger`. Alias
+`champion` — what `score --model models:/NAME@champion` and retraining warm starts use — moves to
+it only if the promotion gate (`pseudovad.gate`) says so: with a labelled test split, same test
+set and a higher micro AUC by at least `registry.min_delta`; without one (label-free evidence),
+no more false alarms on held-out normal footage than the champion scored beside it, beyond
+`registry.max_false_alarm_rise`, and injected anomalies found no worse, beyond
+`registry.max_synthetic_auc_drop`. The reason and the evidence are printed and written to the
+version's `gate.*` tags and description.
 `--force` moves the champion anyway and records who forced it. Versions are never deleted;
 registering the same model file with the same evaluation set again reuses its version
 (`pseudovad.registry.register`). The version's description is the page a reviewer decides on:
@@ -48,8 +52,16 @@ def add_arguments(p) -> None:
                    help="move the champion alias to this version even if the gate says no (recorded with your user name)")
 
 
+def evidence(d: dict[str, Any]) -> str:
+    """The number the gate decided on, for a one-line summary."""
+    if d.get("evidence") == "label-free":
+        share, auc = d.get("holdout_flagged_share"), d.get("synthetic_auc")
+        return (f"label-free: {100 * share:.2f}% held-out frames flagged, injected-anomaly AUC "
+                + ("n/a" if auc is None else f"{auc:.4f}"))
+    return f"auc_micro {d['auc_micro']:.4f}"
+
+
 def main(cfg: Config, args) -> int:
     d = run(cfg, args.model, args.metrics, args.out, args.force)
-    print(f"register: {d['model_name']} v{d['version']} (auc_micro {d['auc_micro']:.4f}) → "
-          f"champion v{d['champion_after']}; {d['reason']}")
+    print(f"register: {d['model_name']} v{d['version']} ({evidence(d)}) → champion v{d['champion_after']}; {d['reason']}")
     return 0

@@ -4,6 +4,7 @@ Each run plans a round (`pseudovad.retraining.plan_round`, the plan the Kubeflow
 pipeline makes too): ingest new footage, and if the training split was not learned already,
 train in `runs/retrain/<round>/train` — warm-started from the champion pinned by version when
 `ingest.warm_start` is true and there is one — evaluate on the store's fixed, labelled test split
+or, without one, on the held-out end of every training video beside the champion (label-free),
 and register the model, where the promotion gate decides whether it becomes champion. The
 detector in production can therefore only stay the same or get better. A run killed mid-training
 is resumed by the next one (same round, same checkpoint folder); downloads that failed are
@@ -55,7 +56,9 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
                                "retrain.version": decision["version"]})
         summary.update(status="promoted" if decision["promoted"] else "kept", reason=decision["reason"],
                        version=decision["version"], champion_after=decision["champion_after"],
-                       auc_micro=metrics["auc_micro"], champion_auc_micro=decision["champion_auc_micro"],
+                       evidence=decision["evidence"], auc_micro=metrics.get("auc_micro"),
+                       champion_auc_micro=decision["champion_auc_micro"],
+                       **{k: metrics.get(k) for k in ("holdout_flagged_share", "synthetic_auc")},
                        model=trained["model"], steps=trained["steps"])
         write_json(rdir / retraining.ROUND_SUMMARY, summary)
         write_json(out / "last.json", summary)
@@ -76,7 +79,7 @@ def main(cfg: Config, args) -> int:
     else:
         start = f"warm start from {s['warm_start']}" if s["warm_start"] else "from scratch"
         print(f"retrain: round {s['round']} ({new}), trained {start} for {s['steps']} steps, "
-              f"auc_micro {s['auc_micro']:.4f} → v{s['version']} {s['status']}; {s['reason']}")
+              f"{register.evidence(s)} → v{s['version']} {s['status']}; {s['reason']}")
     for f in s["failed"]:
         print(f"retrain: not downloaded (the next run resumes): {f['error']}")
     return 1 if s["failed"] else 0

@@ -23,7 +23,7 @@ from typing import Any
 from pseudovad import registry
 from pseudovad.config import Config
 from pseudovad.device import resolve_device
-from pseudovad.errors import ConfigError
+from pseudovad.errors import ConfigError, TrackingError
 from pseudovad.evaluation.footage import open_input, score_footage, score_live
 from pseudovad.evaluation.live import Alerts, is_live, redact
 from pseudovad.evaluation.streaming import Detector
@@ -65,7 +65,13 @@ def run(cfg: Config, input: str | Path, model: str | Path | None = None, out: st
     live = follow or is_live(input)
     if not live:
         src, container_fps, total = open_input(input)
-    resolved = registry.resolve_model(model_ref, cfg)
+    try:
+        resolved = registry.resolve_model(model_ref, cfg)
+    except TrackingError as e:
+        if model:
+            raise
+        raise TrackingError(f"{e}; to score with a trained model file instead: pseudovad score {input} "
+                            "--model runs/train/model.pt") from None
     detector = Detector.load(resolved.path, resolve_device(cfg.device), cfg.score.batch_size,
                              cfg.inference.amp, cfg.inference.memory_format)
     provenance = {"pseudovad_version": pseudovad_version(), "model": {

@@ -7,9 +7,10 @@ trains with the method's update rule (`training.loop`), and writes into the outp
   provenance.json   what they are about: method, dataset, training fingerprint, device, model sha256
   history.json      one record per epoch (losses, noise norm, learning rates, clips/s; a DVC plot)
   checkpoints/      last.pt / prev.pt: re-running after a kill resumes from here
-The tail (`train.val_fraction`) of every training video is held out as normal validation
-footage: its PSNR statistics are stored in model.pt as the calibration `score` uses to turn
-PSNR into an anomaly score on unlabelled footage.
+Each training video is split by time (`pseudovad.data.split`): the end (`train.holdout_fraction`)
+is held out for evaluate's label-free check and never read here; before it, a validation tail
+(`train.val_fraction`) whose PSNR statistics are stored in model.pt as the calibration `score`
+uses to turn PSNR into an anomaly score on unlabelled footage; the rest trains.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from pseudovad.calibration import calibrate
 from pseudovad.config import Config
 from pseudovad.data.clips import ClipDataset
+from pseudovad.data.split import VideoSplit, shortest_holdout_video, split_videos
 from pseudovad.data.store import FrameStore
 from pseudovad.data.versioning import dvc_hash
 from pseudovad.device import resolve_device
@@ -51,7 +53,8 @@ PROVENANCE_KEYS = ("method", "pseudo_kind", "dataset", "device", "amp", "amp_rea
 
 
 def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDataset | None, str]:
-    """Training clips from the head of each training video, validation clips from its tail.
+    """Training clips from the head of each training video, validation clips from the tail
+    before its held-out end (`pseudovad.data.split`: the held-out end is never read here).
 
     The training clips carry the footage ahead that the method asks for (`Method.lookahead`:
     skip-frame pseudo anomalies), taken from the same head only: never from the validation tail.
@@ -65,20 +68,18 @@ def video_datasets(cfg: Config, store: FrameStore) -> tuple[ClipDataset, ClipDat
         raise DataError(f"{store.root}: no training videos in the frame store")
     g = ClipGeometry.from_config(cfg)
     vr = value_range(cfg)
-    cuts = []
-    for e in entries:
-        n_val = int(round(e.frames * cfg.train.val_fraction))
-        cuts.append(e.frames - n_val if n_val >= g.span and e.frames - n_val >= g.span else e.frames)
+    splits = split_videos(entries, cfg.train.val_fraction, cfg.train.holdout_fraction, g.span)
+    check_holdout(store, splits, cfg.train.holdout_fraction, g.span)
     lookahead = method_class(cfg).lookahead(cfg)
     train = ClipDataset(store, entries, g.clip_len, cfg.data.clip_stride, g.frame_step, vr,
-                        spans=[(0, c) for c in cuts], lookahead=lookahead)
+                        spans=[s.train for s in splits], lookahead=lookahead)
     if lookahead:
         _check_jumps(cfg, train)
-    val_entries = [(e, c) for e, c in zip(entries, cuts) if c < e.frames]
+    val_entries = [(e, s) for e, s in zip(entries, splits) if s.val_end > s.train_end]
     val = None
     if val_entries:
         val = ClipDataset(store, [e for e, _ in val_entries], g.clip_len, 1, g.frame_step, vr,
-                          spans=[(c, e.frames) for e, c in val_entries])
+                          spans=[s.validation for _, s in val_entries])
     return train, val, store.fingerprint("training")
 
 
@@ -89,6 +90,17 @@ def scored_frames(clips: ClipDataset, cfg: Config):
     for vi, e in enumerate(clips.entries):
         starts = clips.index[clips.index[:, 0] == vi, 1]
         yield clips.store.array(e), starts + first
+
+
+def check_holdout(store: FrameStore, splits: list[VideoSplit], fraction: float, span: int) -> None:
+    """With `train.holdout_fraction` > 0, at least one video must be long enough to hold out a
+    tail of it (else the label-free check would have nothing to score)."""
+    if fraction > 0 and not any(s.val_end < s.frames for s in splits):
+        longest = max(s.frames for s in splits)
+        raise DataError(f"{store.root}: training footage too short to hold out train.holdout_fraction "
+                        f"{fraction:g} of it: the longest video has {longest} frames, and a video needs "
+                        f"{shortest_holdout_video(fraction, span)} for a held-out end of one {span}-frame clip "
+                        "span; give longer videos or a larger fraction")
 
 
 def _check_jumps(cfg: Config, train: ClipDataset) -> None:
