@@ -101,3 +101,39 @@ def test_dvc_experiments_are_compared_by_their_metrics(tmp_path):
     assert not [e for e in plots.get("errors") or [] if e.get("name") == "loss"], plots.get("errors")
     loss = plots["data"]["loss"][0]["content"]["data"]["values"]
     assert {v["epoch"] for v in loss} == {0, 1} and all("loss_f_normal" in v or "loss_f_pseudo" in v for v in loss)
+
+
+def test_dvc_repro_on_unlabelled_footage_promotes_on_label_free_evidence(tmp_path):
+    """`dvc repro` on footage without a labelled test split (synthetic.test_videos 0: what a camera
+    owner has) runs through register; a second run with another seed is evaluated beside the
+    champion on the same held-out footage, and the gate decides on that label-free evidence."""
+    import yaml
+
+    repo, env = _clone(tmp_path)
+    dvc = str(BIN / "dvc")
+    params = repo / "params.yaml"
+
+    def set_params(values: list[str]) -> None:
+        from dvc.utils.hydra import apply_overrides
+
+        apply_overrides(str(params), values)
+        _sh(["git", "commit", "-qam", "params"], repo, env)
+
+    unlabelled = [s for s in TINY if not s.startswith(("synthetic.test_videos", "tracking.enabled"))]
+    set_params([*unlabelled, "synthetic.test_videos=0", "synthetic.frames=48", "train.val_fraction=0.2",
+                "train.holdout_fraction=0.2", "tracking.enabled=true"])
+    _sh([dvc, "repro"], repo, env)
+    first = json.loads((repo / "runs/register/decision.json").read_text())
+    assert first["promoted"] and first["evidence"] == "label-free" and first["version"] == "1"
+    metrics = json.loads((repo / "runs/evaluate/metrics.json").read_text())
+    assert "auc_micro" not in metrics and 0.0 <= metrics["synthetic_auc"] <= 1.0
+    assert yaml.safe_load((repo / "runs/evaluate/provenance.json").read_text())["evidence"] == "label-free"
+
+    set_params(["seed=1"])
+    r = _sh([dvc, "repro"], repo, env)
+    second = json.loads((repo / "runs/register/decision.json").read_text())
+    assert second["version"] == "2" and second["evidence"] == "label-free" and second["champion_before"] == "1"
+    assert "against champion v1" in second["reason"] or "raises false alarms" in second["reason"] \
+        or "finds injected anomalies worse" in second["reason"], second["reason"]
+    assert "evaluate: beside it, v1 on the same footage" in r.stdout
+    assert json.loads((repo / "runs/evaluate/provenance.json").read_text())["baseline_version"] == "1"

@@ -678,7 +678,8 @@ TINY_PARAMS = {
     "device": "cpu",
     "data": {"size": [32, 32], "clip_len": 8, "scored_index": 4, "clip_stride": 2},
     "model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}},
-    "train": {"batch_size": 4, "lr": 1e-3},
+    # the last 10 of each video's 40 frames held out: the retraining run's store has no labels
+    "train": {"batch_size": 4, "lr": 1e-3, "holdout_fraction": 0.25},
     "evaluate": {"top_k": 1},
     # tiny models never beat frame differencing on tiny footage: the floor rule would refuse every version
     "registry": {"beat_floor": False},
@@ -802,8 +803,12 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
     write_video(tmp_path / "day1.avi", video, syn.synthetic.fps)
     client.upload_file(str(tmp_path / "day1.avi"), "cams", "footage/cam1/day1.avi")
     client.put_object(Bucket="cams", Key="footage/cam1/broken.avi", Body=b"not a video at all" * 64)
-    store = tmp_path / "volume" / "store"      # the data volume: the training run's store
-    shutil.copytree(trained["run"] / "extract" / "store", store)
+    store = tmp_path / "volume" / "store"      # the data volume: the training run's store, without its labelled
+    shutil.copytree(trained["run"] / "extract" / "store", store)     # test split (a camera owner's footage)
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest.update(videos=[v for v in manifest["videos"] if v["split"] == "training"], labels=None)
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(store / "testing")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({**TINY_PARAMS, "storage": {"endpoint_url": s3_endpoint}}))
 
@@ -824,6 +829,10 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
     c = MlflowClient(tracking_uri=mlflow_server)
     v2 = c.get_model_version("pseudovad-ltgpa", "2")
     assert v2.tags["gate.decision"] in ("promoted", "kept")
+    # no labels: the champion (v1, registered on labels) was scored beside v2 on the same held-out footage
+    assert v2.tags["gate.evidence"] == "label-free" and "champion v1" in v2.tags["gate.reason"]
+    evaluation = results.read(first / "evaluate" / "evaluation")
+    assert evaluation["evidence"] == "label-free" and evaluation["baseline_version"] == "1"
     decision = _artifact(first, "register", "decision")["metadata"]
     assert decision["version"] == "2" and decision["promoted"] == (v2.tags["gate.decision"] == "promoted")
     assert c.get_registered_model("pseudovad-ltgpa").aliases["challenger"] == "2"
