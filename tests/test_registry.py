@@ -170,6 +170,11 @@ def test_train_and_evaluate_runs_are_tracked(world):
     assert len(mine) == 1
     metrics = results.read(world["trained"]["metrics"])
     assert mine[0].data.metrics["auc_micro"] == pytest.approx(metrics["auc_micro"])
+    # beside the papers' AUC, what an operator gets at the default threshold of the calibrated score
+    assert metrics["operating_threshold"] == 0.99 and metrics["events"] >= 2
+    assert 0 <= metrics["events_found"] <= metrics["events"] and 0.0 <= metrics["flagged_share"] <= 1.0
+    assert metrics["false_alarms_per_hour"] is not None          # the test videos' frame rate is known
+    assert mine[0].data.metrics["event_recall"] == pytest.approx(metrics["event_recall"])
     assert mine[0].data.tags["data.fingerprint"] == metrics["fingerprint"]
     arts = {a.path for a in c.list_artifacts(mine[0].info.run_id, "plots")}
     assert "plots/roc.png" in arts and any(a.startswith("plots/timeline_") for a in arts)

@@ -210,6 +210,29 @@ def test_score_cli_errors_are_one_line(setup, tmp_path, capsys):
         assert err.count("\n") == 1 and msg in err, err
 
 
+def test_score_with_a_model_file_never_touches_mlflow_and_without_one_says_how_to_pass_it(setup, tmp_path, capsys,
+                                                                                           monkeypatch):
+    """Outside a project folder: `--model FILE` creates no mlflow.db; the registered champion, when
+    nothing is registered there, is a one-line error naming `--model`, and creates none either."""
+    cfg, _, _, model, video, _ = setup
+    from pseudovad import config as config_mod
+
+    params = tmp_path / "params.yaml"
+    params.write_text(config_mod.dump(config_mod.with_values(cfg, {"tracking.enabled": True,
+                                                                  "tracking.uri": "sqlite:///mlflow.db"})))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cli_main(["score", "-P", str(params), str(video), "--model", str(model), "--out", "a"]) == 0
+    assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
+    capsys.readouterr()
+    assert cli_main(["score", "-P", str(params), str(video), "--out", "b"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing is registered here: no MLflow store mlflow.db" in err, err
+    assert "to score with a trained model file instead: pseudovad score" in err and "--model runs/train/model.pt" in err
+    assert not (work / "mlflow.db").exists() and not (work / "b").exists()
+
+
 # ----------------------------------------------------------------------------------------------
 # The annotated video, where outputs go, provenance, domain shift
 
