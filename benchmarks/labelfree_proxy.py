@@ -218,6 +218,9 @@ def main() -> int:
         r = rows[-1]
         print(f"{r['dataset']} {Path(run).name}: micro {_pct(r['auc_micro'])}, proxy {_pct(r['synthetic_auc'])} "
               f"({r['proxy_source']}, {r['proxy_frames']} frames), {r['seconds']}s", file=sys.stderr, flush=True)
+    if not rows:
+        print("labelfree_proxy: no model could be measured (see above)", file=sys.stderr)
+        return 2
     corr = correlations(rows)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     about = {"commit": commit, "host": platform.node(), "cpus": os.cpu_count(), "load": os.getloadavg()[0],

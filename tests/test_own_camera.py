@@ -32,9 +32,10 @@ def documented_commands() -> list[list[str]]:
     return [shlex.split(line)[1:] for line in lines if line.startswith("pseudovad ")]
 
 
-def _mp4(path: Path, seed: int, frames: int = 80) -> None:
-    syn = from_dict({"synthetic": {"seed": seed, "frames": frames, "height": 48, "width": 64, "walkers": 2}}).synthetic
-    video, _ = render_video(syn, "training", 0)
+def _mp4(path: Path, index: int, frames: int = 80) -> None:
+    """Recording `index` of one camera (the scene is the synthetic seed's; who walks by differs)."""
+    syn = from_dict({"synthetic": {"frames": frames, "height": 48, "width": 64, "walkers": 2}}).synthetic
+    video, _ = render_video(syn, "training", index)
     path.parent.mkdir(parents=True, exist_ok=True)
     w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (64, 48), True)
     for f in video:
@@ -54,14 +55,14 @@ def test_own_camera_five_minute_path(tmp_path, monkeypatch, capsys):
     (tmp_path / "configs").mkdir()
     shutil.copy(REPO / "configs" / "camera-cpu.yaml", tmp_path / "configs")
     for i in range(2):                                   # a folder of one camera's recordings
-        _mp4(tmp_path / "camera" / "footage" / f"2024-05-0{i + 1}.mp4", seed=40 + i)
-    _mp4(tmp_path / "camera" / "new.mp4", seed=50, frames=40)
+        _mp4(tmp_path / "camera" / "footage" / f"2024-05-0{i + 1}.mp4", i)
+    _mp4(tmp_path / "camera" / "new.mp4", 5, frames=40)
     tiny = [a for kv in TINY for a in ("-p", kv)]
     out = {}
     for args in documented_commands():
         stage = args[0]
         if stage == "retrain":                           # the night after: new footage arrived
-            _mp4(tmp_path / "camera" / "incoming" / "2024-05-03.mp4", seed=60)
+            _mp4(tmp_path / "camera" / "incoming" / "2024-05-03.mp4", 2)
         assert cli_main([*args, *tiny]) == 0, stage
         out[stage] = capsys.readouterr().out
 

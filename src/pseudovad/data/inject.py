@@ -32,7 +32,8 @@ KINDS = INJECT_KINDS
 SIZE = 0.25            # region height, as a share of the frame height (a person in UCSD's view)
 EVENT_MAX = 40         # frames per event at most
 SPEED = 3              # `speed`: the region plays this many frames per frame
-FEATHER = 2            # px of soft edge around pasted regions (no hard seam to detect instead)
+FEATHER = 8            # soft edge around pasted regions, 1 px per FEATHER px of their smaller side
+                       # (no hard seam to detect instead, and little of a small region blended away)
 
 # training pseudo anomalies (method, LTGPA pseudo.kind or MAE-NCT pseudo.mode) → the injected kind
 # they resemble; a report names it so that a score on that kind is read as partly "seen in training"
@@ -93,17 +94,22 @@ def _slots(lo: int, hi: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     return out
 
 
+def _feather(h: int, w: int) -> int:
+    return max(1, min(h, w) // FEATHER)
+
+
 def _ellipse(h: int, w: int) -> np.ndarray:
-    """A float alpha in [0, 1] of an ellipse filling h×w with a FEATHER px soft edge (0 at the border)."""
+    """A float alpha in [0, 1] of an ellipse filling h×w with a soft edge (0 at the border)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     r = np.sqrt(((yy + 0.5 - h / 2) / (h / 2)) ** 2 + ((xx + 0.5 - w / 2) / (w / 2)) ** 2)
-    edge = FEATHER / max(min(h, w) / 2, 1.0)
+    edge = _feather(h, w) / max(min(h, w) / 2, 1.0)
     return np.clip((1.0 - r) / edge, 0.0, 1.0)
 
 
 def _box(h: int, w: int) -> np.ndarray:
-    """A float alpha of an h×w rectangle with a FEATHER px soft edge."""
-    ramp = lambda n: np.clip((np.minimum(np.arange(n), np.arange(n)[::-1]) + 1) / (FEATHER + 1), 0, 1)  # noqa: E731
+    """A float alpha of an h×w rectangle with a soft edge."""
+    f = _feather(h, w)
+    ramp = lambda n: np.clip((np.minimum(np.arange(n), np.arange(n)[::-1]) + 1) / (f + 1), 0, 1)  # noqa: E731
     return np.outer(ramp(h), ramp(w))
 
 
