@@ -42,11 +42,11 @@ def evaluate(
     store: Input[Dataset] = None,
     store_dir: str = "",
     run_id: str = "",
-    model_name: str = "",
 ):
     """Evaluate `model` on the labelled test split of `store` (or of the store at `store_dir`)
-    and on the held-out end of its training videos; without labels, the registry's champion of
-    `model_name` is scored on the same held-out footage for the promotion gate.
+    and on the held-out end of its training videos; without labels, the registry's champion
+    (`model_name`, else the params' `registry.model_name`) is scored on the same held-out footage
+    for the promotion gate.
 
     `roc_points` thins the curve shown in the KFP UI; the full curve stays in evaluation/roc.csv.
     `run_id` (the KFP run's) tags the MLflow run.
