@@ -1,4 +1,4 @@
-"""The five-minute path of docs/own-camera.md, command for command, on generated .mp4 footage
+"""The five-minute path of docs/guides/own-footage.md, command for command, on generated .mp4 footage
 without any label: extract → train → evaluate (label-free) → score (annotated video) → register →
 a nightly retrain that ingests new footage and lets the gate decide on label-free evidence."""
 from __future__ import annotations
@@ -18,16 +18,16 @@ from pseudovad.config import from_dict
 from pseudovad.data.synthetic import render_video
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "own-camera.md"
+DOC = REPO / "docs" / "guides" / "own-footage.md"
 # the profile's shape at test size: 32×32 frames, 8-frame clips, tiny widths, a few steps
 TINY = ["data.size=[32,32]", "data.clip_len=8", "data.scored_index=4", "model.ltgpa.width=[4,6,8,8]",
         "model.ltgpa.g_width=[4,6,8]", "train.max_steps=3", "train.epochs=1", "train.batch_size=2",
         "train.checkpoint_every=10", "device=cpu"]
 
 
-def documented_commands() -> list[list[str]]:
-    """The `pseudovad …` lines of the page's first bash block, as argument lists."""
-    block = re.search(r"```bash\n(.*?)```", DOC.read_text(), re.S).group(1)
+def documented_commands(text: str | None = None) -> list[list[str]]:
+    """The `pseudovad …` lines of the first bash block of `text` (default: the page), as argument lists."""
+    block = re.search(r"```bash\n(.*?)```", DOC.read_text() if text is None else text, re.S).group(1)
     lines = [line.split("  #")[0].strip() for line in block.splitlines()]
     return [shlex.split(line)[1:] for line in lines if line.startswith("pseudovad ")]
 
@@ -47,6 +47,14 @@ def test_the_page_lists_the_whole_path():
     stages = [c[0] for c in documented_commands()]
     assert stages == ["extract", "train", "evaluate", "score", "register", "retrain"]
     assert all("-P" in c and "configs/camera-cpu.yaml" in c for c in documented_commands())
+
+
+def test_readme_shows_the_same_path():
+    """README's "Your own camera" block is the page's path, so the run below tests it too."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Your own camera"):]
+    section = section[:section.index("\n## ", 1)]
+    assert documented_commands(section) == documented_commands()
 
 
 @pytest.mark.integration
