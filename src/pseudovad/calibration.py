@@ -47,6 +47,11 @@ def calibrate(psnr: np.ndarray, source: str = "validation") -> dict[str, Any] | 
     return out
 
 
+def usable(calib: Any) -> bool:
+    """Whether `calib` holds every quantile `to_score` needs (a model may store only part of it)."""
+    return isinstance(calib, dict) and all(isinstance(calib.get(k), (int, float)) for _, k in LEVELS)
+
+
 def check(calib: Any, where: str = "model") -> dict[str, Any]:
     """The calibration, or a DataError naming what is missing."""
     if not isinstance(calib, dict):

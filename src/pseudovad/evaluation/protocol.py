@@ -374,8 +374,8 @@ def evaluate(detector: Detector, store: FrameStore, entries: list[VideoEntry], o
         h, w = (int(x) for x in detector.meta["size"])
         extra.update(pixel_metrics(pixel_masks, store, entries, errors, (h, w), bootstrap))
     calib = detector.meta.get("calibration")
-    if isinstance(calib, dict):       # every trained video model has one; a bare file (tests) may not
-        calibrated = {v: calibration.to_score(psnr[v], calibration.check(calib)) for v in labels}
+    if calibration.usable(calib):     # every trained video model has one; a bare file (tests) may not
+        calibrated = {v: calibration.to_score(psnr[v], calib) for v in labels}
         extra.update(alarms.at_operating_point(calibrated, labels, threshold, min_segment, fps or {}, counted=counted))
         extra.update(operating_threshold=threshold, min_segment=min_segment)
 
