@@ -65,7 +65,11 @@ def find_runs(patterns: list[str], index: str | None) -> list[Path]:
     INDEX.jsonl lists (one JSON object a line with a `run`, `dir` or `path` naming the folder)."""
     found: list[Path] = []
     for pat in patterns:
-        found += [Path(p) for p in sorted(glob.glob(pat))]
+        hits = [Path(p) for p in sorted(glob.glob(pat))]
+        if not hits:   # a mistyped path must not shrink the model set unnoticed: ρ depends on it
+            print(f"labelfree_proxy: {pat}: no such run folder or model file", file=sys.stderr)
+            raise SystemExit(2)
+        found += hits
     if index and Path(index).is_file():
         for line in Path(index).read_text().splitlines():
             if line.strip():
