@@ -233,9 +233,10 @@ class RegistryConfig:
     max_false_alarm_rise: float = setting(0.01, "without labels: the largest rise allowed in the share of "
                                                 "held-out normal frames flagged, against the champion on the "
                                                 "same footage")
-    max_synthetic_auc_drop: Optional[float] = setting(0.02, "without labels: the largest fall allowed in the "
-                                                            "injected-anomaly AUC against the champion; null: "
-                                                            "not checked")
+    max_synthetic_auc_drop: Optional[float] = setting(None, "without labels: the largest fall allowed in the "
+                                                            "injected-anomaly AUC against the champion; null (the "
+                                                            "default): not checked, since on Ped2 and Ped1 that "
+                                                            "AUC did not track the real one (docs/results.md)")
     out: str = setting("runs/register", "folder of `decision.json`")
 
 
