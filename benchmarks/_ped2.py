@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -273,6 +274,16 @@ def environment(device: object = None) -> str:
 def overrides(sets: list[str]) -> str:
     """The ' with `-p K=V …`' naming the command line's params overrides; empty when there are none."""
     return f" with `{' '.join('-p ' + s for s in sets)}`" if sets else ""
+
+
+def record(name: str, entry: dict, section: list[str] | None) -> None:
+    """A benchmark's record: `benchmarks/results/<name>.json`, and `section` (Markdown lines) appended
+    to RESULTS.md unless None."""
+    res = REPO / "benchmarks" / "results" / f"{name}.json"
+    res.write_text(json.dumps(entry, indent=1) + "\n")
+    print(f"→ {res}")
+    if section is not None:
+        append(REPO / "benchmarks" / "RESULTS.md", section)
 
 
 def append(path, lines: list[str]) -> None:

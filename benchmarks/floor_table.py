@@ -15,7 +15,6 @@ exactly (what breaks it: a 100 dB frame squeezes its video's min-max).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -79,10 +78,7 @@ def main() -> int:
     print()
     print(md)
     if a.name:
-        res = _ped2.REPO / "benchmarks" / "results" / f"{a.name}.json"
-        res.write_text(json.dumps({"name": a.name, "commit": _ped2.git_rev(), "rows": out}, indent=1) + "\n")
-        print(f"→ {res}")
-        _ped2.append(_ped2.REPO / "benchmarks" / "RESULTS.md", [
+        _ped2.record(a.name, {"name": a.name, "commit": _ped2.git_rev(), "rows": out}, [
             "", f"## The training-free floor of the real stores (`benchmarks/floor_table.py --name {a.name}`)", "",
             f"{_ped2.environment()}. No model: `pseudovad.evaluation.floor` on each store's test split, on the frames "
             "each method's clips score (official) or on every frame (padded, the protocol before). `auc_floor` is what "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
+import os
 import re
 import statistics
 import time
@@ -129,12 +129,9 @@ def main() -> int:
         entry_rows[f"{ds}/{row}"] = {**stats, "wins": wins, "runs": [r["run"] for r in rs]}
     table = _ped2.md_table(head, lines, 2)
     print(table)
-    entry = {"name": a.name, "started": started, "commit": _ped2.git_rev(), "environment": _ped2.environment(), "load": round(__import__("os").getloadavg()[0], 2),
-             "rows": entry_rows, "per_run": results}
-    path = _ped2.REPO / "benchmarks" / "results" / f"{a.name}.json"
-    path.write_text(json.dumps(entry, indent=1) + "\n")
-    if not a.no_append:
-        _ped2.append(_ped2.REPO / "benchmarks" / "RESULTS.md", [
+    entry = {"name": a.name, "started": started, "commit": _ped2.git_rev(), "environment": _ped2.environment(),
+             "load": round(os.getloadavg()[0], 2), "rows": entry_rows, "per_run": results}
+    _ped2.record(a.name, entry, None if a.no_append else [
             f"## {a.title or 'Fused score against its parts: ' + a.name}", "",
             f"`benchmarks/fused_score.py` on {len(results)} trained runs ({started}, commit {entry['commit']}); "
             "micro AUC %, official protocol; model = the model's frame score alone, residual = temporal "

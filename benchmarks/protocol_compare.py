@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 import re
 import statistics
 import sys
@@ -105,10 +104,7 @@ def main() -> int:
     md = _ped2.md_table(head, table, left=2)
     print(md)
     if a.name:
-        res = _ped2.REPO / "benchmarks" / "results" / f"{a.name}.json"
-        res.write_text(json.dumps({"name": a.name, "commit": _ped2.git_rev(), "runs": per_run}, indent=1) + "\n")
-        print(f"→ {res}")
-        _ped2.append(_ped2.REPO / "benchmarks" / "RESULTS.md", [
+        _ped2.record(a.name, {"name": a.name, "commit": _ped2.git_rev(), "runs": per_run}, [
             "", f"## Old against new evaluation protocol (`benchmarks/protocol_compare.py --name {a.name}`)", "",
             f"{_ped2.environment()}. The same runs' scores.csv, nothing re-scored: padded = every frame counted (an edge "
             "frame carries the nearest scored frame's score; the protocol before), official = only the frames a clip "
