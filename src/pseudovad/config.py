@@ -23,6 +23,8 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from pseudovad.errors import ConfigError
+from pseudovad.methods.spec import DEFAULT as DEFAULT_METHOD
+from pseudovad.methods.spec import get_method, method_names
 
 
 def setting(default: Any, description: str) -> Any:
@@ -107,7 +109,7 @@ class MAEConfig:
 class ModelConfig:
     """Which detector, and its network."""
 
-    method: str = setting("ltgpa", "`ltgpa` or `mae_nct`")
+    method: str = setting(DEFAULT_METHOD, "the detection method (one module each in `pseudovad/methods/`)")
     ltgpa: LTGPAConfig = field(default_factory=LTGPAConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
 
@@ -401,7 +403,7 @@ def documented_keys() -> list[KeyDoc]:
                 continue
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             out.append(KeyDoc(key, _type_label(tp), default, f.metadata.get("description", ""),
-                              tuple(_CHOICES.get(key, ()))))
+                              tuple(_CHOICES.get(key, method_names() if key == "model.method" else ()))))
 
     walk(Config, "")
     return out
@@ -541,7 +543,6 @@ INJECT_KINDS = ("object", "speed", "appearance")
 
 _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
-    "model.method": ("ltgpa", "mae_nct"),
     "model.ltgpa.variant": ("video", "image"),
     "pseudo.kind": ("none", "gaussian", "learned", "skip", "patch"),
     "pseudo.mode": ("nct", "none", "prob"),
@@ -570,20 +571,12 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
-def ltgpa_downsampling(cfg: Config) -> tuple[int, int]:
-    """Total (temporal, spatial) stride of F's encoder: every stride-2 layer halves the size."""
-    n = len(cfg.model.ltgpa.width)
-    if cfg.model.ltgpa.variant == "image":
-        return 1, 2 ** n
-    return 2 ** (n - 1), 2 ** n
-
-
 def lr_schedule(cfg: Config) -> str:
     """The learning-rate schedule's shape: `train.lr_schedule`, or the method's paper schedule
     (LTGPA: constant Adam; MAE-NCT: warm-up + cosine) when it is null."""
     if cfg.train.lr_schedule is not None:
         return cfg.train.lr_schedule
-    return "cosine" if cfg.model.method == "mae_nct" else "constant"
+    return get_method(cfg.model.method).lr_schedule
 
 
 def validate(cfg: Config) -> Config:
@@ -689,37 +682,7 @@ def validate(cfg: Config) -> Config:
         _check(not (v and "://" in v and "@" in v.split("://", 1)[1].split("/", 1)[0]), key,
                "must not contain credentials (user:password@); use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
 
-    method = cfg.model.method
-    if method == "ltgpa":
-        lt = cfg.model.ltgpa
-        _check(len(lt.width) >= 1 and all(w >= 1 for w in lt.width), "model.ltgpa.width", "must be a non-empty list of positive widths")
-        _check(len(lt.g_width) >= 1 and all(w >= 1 for w in lt.g_width), "model.ltgpa.g_width", "must be a non-empty list of positive widths")
-        _check(lt.reconstruct in ("clip", "motion"), "model.ltgpa.reconstruct",
-               f"must be clip or motion, got {lt.reconstruct!r}")
-        _check(lt.reconstruct == "clip" or lt.variant == "video", "model.ltgpa.reconstruct",
-               "motion needs the video variant (an image has no time axis)")
-        t_div, s_div = ltgpa_downsampling(cfg)
-        g_div = 2 ** len(lt.g_width)
-        for side in d.size:
-            _check(side % s_div == 0 and side % g_div == 0, "data.size",
-                   f"{d.size} must be divisible by {max(s_div, g_div)} (the autoencoders' total stride)")
-        _check(lt.variant == "video" or p.kind not in ("skip", "patch"), "pseudo.kind",
-               f"{p.kind} pseudo anomalies are made of clips: they need model.ltgpa.variant video")
-        if lt.variant == "video":
-            g_t = 2 ** (len(lt.g_width) - 1)
-            _check(d.clip_len % t_div == 0 and d.clip_len % g_t == 0, "data.clip_len",
-                   f"{d.clip_len} must be divisible by {max(t_div, g_t)} (F's temporal stride)")
-    else:
-        m = cfg.model.mae
-        _check(m.patch_size >= 1 and m.depth >= 1 and m.heads >= 1, "model.mae", "patch_size, depth and heads must be ≥ 1")
-        _check(m.embed_dim % m.heads == 0, "model.mae.embed_dim", f"{m.embed_dim} must be divisible by heads ({m.heads})")
-        _check(m.in_frames >= 1, "model.mae.in_frames", f"must be ≥ 1, got {m.in_frames}")
-        _check(m.predict in ("frame", "change"), "model.mae.predict", f"must be frame or change, got {m.predict!r}")
-        for side in d.size:
-            _check(side % m.patch_size == 0, "data.size", f"{d.size} must be divisible by model.mae.patch_size ({m.patch_size})")
-            _check(side % p.mask_patch == 0, "data.size", f"{d.size} must be divisible by pseudo.mask_patch ({p.mask_patch})")
-        _check(p.mask_patch % m.patch_size == 0, "pseudo.mask_patch",
-               f"{p.mask_patch} must be a multiple of model.mae.patch_size ({m.patch_size})")
+    get_method(cfg.model.method).check(cfg)
     return cfg
 
 

@@ -55,11 +55,12 @@ class ClipGeometry:
 
     @classmethod
     def from_config(cls, cfg: Config) -> ClipGeometry:
-        """The configured method's geometry: LTGPA reconstructs `data.clip_len` frames and scores
-        frame `data.scored_index`; MAE-NCT reads `model.mae.in_frames` frames and scores the next."""
-        if cfg.model.method == "mae_nct":
-            return cls(cfg.model.mae.in_frames + 1, cfg.model.mae.in_frames, cfg.data.frame_step)
-        return cls(cfg.data.clip_len, cfg.data.scored_index, cfg.data.frame_step)
+        """The configured method's geometry (its spec's: LTGPA reconstructs `data.clip_len` frames
+        and scores frame `data.scored_index`; MAE-NCT reads `model.mae.in_frames` frames and scores
+        the next)."""
+        from pseudovad.methods.spec import get_method
+
+        return cls(*get_method(cfg.model.method).geometry(cfg), cfg.data.frame_step)
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> ClipGeometry:

@@ -38,7 +38,7 @@ from pseudovad.errors import ConfigError, DataError
 # them literally); tests/test_kfp_params.py checks them, docs/deploy/parameters.md's table and
 # `pseudovad-kfp --help` against this table and the config's defaults.
 TYPED: dict[str, tuple[str, type, str]] = {
-    "model.method": ("method", str, "`ltgpa` or `mae_nct`"),
+    "model.method": ("method", str, "the detection method, e.g. `ltgpa`, `mae_nct` (any registered one)"),
     "pseudo.kind": ("pseudo_kind", str, "LTGPA pseudo anomalies: `none`, `gaussian`, `learned`, `skip`, `patch`"),
     "pseudo.lam": ("lam", float, "λ, G's noise-norm reward"),
     "pseudo.p": ("p", float, "share of pseudo-anomalous batches"),

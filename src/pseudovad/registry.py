@@ -28,6 +28,7 @@ from pseudovad.config import Config
 from pseudovad.errors import DataError, TrackingError
 from pseudovad.files import exclusive_lock, settle, sha256_file
 from pseudovad.gate import Entry, LabelFree, decide, decide_label_free
+from pseudovad.methods.spec import get_method, method_names
 from pseudovad.models import model_file
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -327,9 +328,6 @@ def _evaluation_run(c, exp: str, cand: Candidate):
     return found[0] if found else None
 
 
-# the pseudo-anomaly settings a version's description lists, by method
-PSEUDO_SETTINGS = {"ltgpa": ("kind", "p", "lam", "sigma"),
-                   "mae_nct": ("mode", "mask_ratio", "mask_patch", "p", "lambda_n", "lambda_p", "lambda_cst")}
 ARTIFACT_LINKS = ("plots/roc.png", "plots/topk.png", "roc.csv")
 
 
@@ -374,7 +372,8 @@ def version_description(version: str, d, champ: Entry | None, champ_tags: dict[s
     conf = meta.get("config", {})
     method = str(meta.get("method") or ev.get("method"))
     pseudo = conf.get("pseudo", {})
-    settings = ", ".join(f"pseudo.{k}={pseudo[k]}" for k in PSEUDO_SETTINGS.get(method, ()) if k in pseudo)
+    keys = get_method(method).pseudo_settings if method in method_names() else ()
+    settings = ", ".join(f"pseudo.{k}={pseudo[k]}" for k in keys if k in pseudo)
     videos = ev.get("video_ids") or []
     held = ev.get("holdout_video_ids") or []
     lines += ["",

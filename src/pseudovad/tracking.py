@@ -47,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pseudovad import build, results
 from pseudovad.errors import DataError, TrackingError
+from pseudovad.methods.spec import get_method
 
 log = logging.getLogger(__name__)
 
@@ -231,21 +232,9 @@ def params(cfg) -> dict[str, str]:
 
 
 def run_label(cfg) -> str:
-    """Method, pseudo-anomaly kind and the settings that tell two runs apart, e.g.
-    `ltgpa-learned-λ0.1-p0.5`, `ltgpa-gaussian-σ0.1-p0.5`, `ltgpa-baseline`, `mae-nct-r0.75-cst0.3` (MAE-NCT)."""
-    m, ps = cfg.model.method, cfg.pseudo
-    if m == "ltgpa":
-        head = "ltgpa-image" if cfg.model.ltgpa.variant == "image" else "ltgpa"
-        if ps.kind == "none" or ps.p == 0:
-            return f"{head}-baseline"
-        if ps.kind == "gaussian":
-            return f"{head}-gaussian-σ{ps.sigma:g}-p{ps.p:g}"
-        return f"{head}-{ps.kind}-λ{ps.lam:g}-p{ps.p:g}"
-    head = m.split("_")[0]                # mae_nct → mae-nct-…, mae-baseline
-    if ps.mode == "none":
-        return f"{head}-baseline"
-    tail = f"-p{ps.p:g}" if ps.mode == "prob" else ""
-    return f"{head}-{ps.mode}-r{ps.mask_ratio:g}-cst{ps.lambda_cst:g}{tail}"
+    """Method, pseudo-anomaly kind and the settings that tell two runs apart, as the method's spec
+    writes them: e.g. `ltgpa-learned-λ0.1-p0.5`, `ltgpa-baseline`, `mae-nct-r0.75-cst0.3`."""
+    return get_method(cfg.model.method).run_label(cfg)
 
 
 def pipeline_key() -> str | None:

@@ -2,7 +2,8 @@
 label-free check asks a model to find when no labelled anomaly exists.
 
 Three kinds of a different nature, so that a model is never graded only on the kind of pseudo
-anomaly it was trained with (`RESEMBLES` says which kind resembles which training pseudo anomaly):
+anomaly it was trained with (each method's `resembles` says which kind resembles which of its pseudo
+anomalies):
   object      a foreign textured object pasted into the scene and moved across it
               (appearance and motion are both new; resembles LTGPA/LNTRA's moving patches)
   speed       a person-sized region (the one that moves most) played 3× faster from the event's
@@ -27,6 +28,7 @@ import numpy as np
 
 from pseudovad.config import INJECT_KINDS
 from pseudovad.errors import ConfigError, DataError
+from pseudovad.methods.spec import get_method, method_names
 
 KINDS = INJECT_KINDS
 SIZE = 0.25            # region height, as a share of the frame height (a person in UCSD's view)
@@ -35,10 +37,6 @@ SPEED = 3              # `speed`: the region plays this many frames per frame
 FEATHER = 8            # soft edge around pasted regions, 1 px per FEATHER px of their smaller side
                        # (no hard seam to detect instead, and little of a small region blended away)
 
-# training pseudo anomalies (method, LTGPA pseudo.kind or MAE-NCT pseudo.mode) → the injected kind
-# they resemble; a report names it so that a score on that kind is read as partly "seen in training"
-RESEMBLES = {("ltgpa", "patch"): "object", ("ltgpa", "skip"): "speed", ("ltgpa", "gaussian"): "appearance",
-             ("ltgpa", "learned"): "appearance", ("mae_nct", "nct"): "appearance", ("mae_nct", "prob"): "appearance"}
 
 
 def check_kinds(kinds: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -52,10 +50,11 @@ def check_kinds(kinds: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def resembled(method: str | None, pseudo_kind: str | None, p: float | None = None) -> str | None:
-    """The injected kind a model's own pseudo anomalies resemble, or None (none drawn, or unlike all)."""
-    if p == 0:
+    """The injected kind a model's own pseudo anomalies resemble (its method's `resembles`), or
+    None: none drawn (`p` 0), unlike all kinds, or a method this install does not know."""
+    if p == 0 or str(method) not in method_names():
         return None
-    return RESEMBLES.get((str(method), str(pseudo_kind)))
+    return get_method(str(method)).resembles.get(str(pseudo_kind))
 
 
 @dataclass(frozen=True)

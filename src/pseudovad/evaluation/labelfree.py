@@ -36,6 +36,7 @@ from pseudovad.errors import DataError
 from pseudovad.evaluation.alarms import Tally, alarm_segments
 from pseudovad.evaluation.streaming import Detector
 from pseudovad.geometry import ClipGeometry
+from pseudovad.methods.spec import method_of
 
 INJECTION_VERSION = 1     # in the fingerprint: a change to how anomalies are drawn changes the set
 # provenance.json's keys (texts) among the results `evaluate` returns
@@ -173,10 +174,9 @@ def describe(store: FrameStore, detector: Detector, parts: Sequence[HeldOut], ki
              source: str) -> dict[str, Any]:
     """The check's provenance texts (`PROVENANCE_KEYS`)."""
     conf = detector.meta.get("config", {})
-    method = conf.get("model", {}).get("method", detector.method)
-    pseudo = conf.get("pseudo", {})
-    kind = pseudo.get("kind") if method == "ltgpa" else pseudo.get("mode")
-    same = resembled(method, kind, pseudo.get("p") if method == "ltgpa" else None)
+    spec = method_of(conf or {"model": {"method": detector.method}})
+    gate = spec.share_key
+    same = resembled(spec.name, spec.pseudo_kind(conf), conf.get("pseudo", {}).get(gate) if gate else None)
     return {"labelfree_fingerprint": fingerprint(store, parts, kinds, seed), "holdout_source": source,
             "holdout_video_ids": [p.video for p in parts], "inject_kinds": list(kinds),
             "inject_resembles": same if same in kinds else None}

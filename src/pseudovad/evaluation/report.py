@@ -4,7 +4,7 @@ evaluation as Markdown (the Kubeflow evaluate step's report).
 The table mirrors Table 1 of the LTGPA / LNTRA / MAE-NCT papers: one row per method and
 pseudo-anomaly variant, one column per dataset, frame-level micro AUC in percent, mean ± sample
 standard deviation over the seeds found, with the paper's figure beside ours where a paper
-reports one (`PAPER_AUC`, each with its source), and a last row with the training-free floor
+reports one (each method's `paper_auc`, with its source), and a last row with the training-free floor
 the metrics files record (`auc_floor`, `evaluation.floor`): one figure per dataset, or the range
 when the files' floors differ (other resolutions, or other methods' edge frames).
 """
@@ -20,69 +20,28 @@ from typing import Any, Iterable
 
 from pseudovad import results
 from pseudovad.errors import DataError
+from pseudovad.methods.spec import method_of, methods
 
-# The papers' frame-level AUC (%) of the rows this project can train, by (method, row, dataset).
-# The same plain autoencoder is the baseline of LTGPA, LNTRA and STEAL (92.49 / 81.47 / 71.28).
-LTGPA = "Astrid et al., Exploiting autoencoder's weakness to generate pseudo anomalies (LTGPA), Table 1"
-LNTRA = "Astrid et al. 2021, Learning not to reconstruct anomalies (LNTRA, BMVC), Table 1"
-STEAL = "Astrid et al. 2021, Synthetic temporal anomaly guided end-to-end VAD (STEAL Net, ICCVW)"
-MAE_NCT = "Huang et al. 2023, Synthetic pseudo anomalies ... based on masked autoencoder (MAE-NCT)"
-PAPER_AUC: dict[tuple[str, str, str], tuple[float, str]] = {
-    ("ltgpa", "baseline", "ped2"): (92.49, LTGPA),
-    ("ltgpa", "baseline", "avenue"): (81.47, LTGPA),
-    ("ltgpa", "baseline", "shanghaitech"): (71.28, LTGPA),
-    ("ltgpa", "learned", "ped2"): (94.57, LTGPA),
-    ("ltgpa", "learned", "avenue"): (83.23, LTGPA),
-    ("ltgpa", "learned", "shanghaitech"): (73.23, LTGPA),
-    ("ltgpa", "patch", "ped2"): (94.77, LNTRA),
-    ("ltgpa", "patch", "avenue"): (84.91, LNTRA),
-    ("ltgpa", "patch", "shanghaitech"): (72.46, LNTRA),
-    ("ltgpa", "skip", "ped2"): (96.50, LNTRA),
-    ("ltgpa", "skip", "avenue"): (84.67, LNTRA),
-    ("ltgpa", "skip", "shanghaitech"): (75.97, LNTRA),
-    ("ltgpa", "steal", "ped2"): (98.4, STEAL),
-    ("ltgpa", "steal", "avenue"): (87.1, STEAL),
-    ("ltgpa", "steal", "shanghaitech"): (73.7, STEAL),
-    ("mae_nct", "nct", "ped2"): (95.5, MAE_NCT),
-    ("mae_nct", "nct", "avenue"): (87.63, MAE_NCT),
-    ("mae_nct", "nct", "shanghaitech"): (76.57, MAE_NCT),
-}
 DATASET_ALIASES = {"ucsdped2": "ped2", "cuhkavenue": "avenue", "shanghai": "shanghaitech", "sht": "shanghaitech"}
-# the table's row order: the papers' (baseline first, then the pseudo anomalies)
-ROW_ORDER = {"ltgpa": ("baseline", "gaussian", "learned", "skip", "patch", "steal"),
-             "mae_nct": ("baseline", "prob", "nct")}
 
 REQUIRED = ("auc_micro", "method", "dataset")
 
 
 def describe_model(config: dict[str, Any]) -> dict[str, str]:
-    """{method, pseudo_kind, variant} from a model's config dict (model.pt meta["config"]).
+    """{method, pseudo_kind, variant} from a model's config dict (model.pt meta["config"]), as its
+    method's spec reads it (`MethodSpec.describe`).
 
     pseudo_kind is the raw setting, as the train summary records it (LTGPA: pseudo.kind, MAE-NCT:
     pseudo.mode); variant is the table's row label (baseline, gaussian σ=…, learned, skip, patch,
     steal = skip frames with STEAL's `maximize` loss, nct, …).
     """
-    model = config.get("model", {})
-    pseudo = config.get("pseudo", {})
-    method = model.get("method", "ltgpa")
-    if method == "ltgpa":
-        kind = pseudo.get("kind", "learned")
-        maximize = config.get("train", {}).get("pseudo_loss", "reconstruct_normal") == "maximize"
-        variant = {"none": "baseline", "learned": "learned"}.get(kind, kind)
-        if kind == "gaussian":
-            variant = f"gaussian σ={pseudo.get('sigma', 0.1):g}"
-        if kind == "patch" and pseudo.get("patch_source"):
-            variant = "patch (image folder)"     # the paper's kind of objects, not the built-in shapes
-        if maximize and kind != "none":
-            variant = "steal" if kind == "skip" else f"{variant} maximize"
-        if pseudo.get("p", 0.5) == 0 or kind == "none":   # pseudo anomalies never drawn: the baseline
-            variant = "baseline"
-        if model.get("ltgpa", {}).get("variant") == "image":
-            method = "ltgpa-image"
-        return {"method": method, "pseudo_kind": kind, "variant": variant}
-    mode = pseudo.get("mode", "nct")       # MAE-NCT's pseudo anomalies are always masked patches
-    variant = {"none": "baseline", "nct": "nct"}.get(mode, f"{mode} p={pseudo.get('p', 0.5):g}")
-    return {"method": method, "pseudo_kind": mode, "variant": variant}
+    return method_of(config).describe(config)
+
+
+def paper_figures() -> dict[tuple[str, str, str], tuple[float, str]]:
+    """The papers' frame-level AUC (%) of the rows this project can train, by (method, row,
+    dataset), each with its source: the methods' `paper_auc`."""
+    return {(m.name, row, ds): ref for m in methods() for (row, ds), ref in m.paper_auc.items()}
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
@@ -164,7 +123,7 @@ def paper_auc(method: str, variant: str, dataset: str) -> tuple[float, str] | No
     """The paper's figure for a row, if a paper reports one: matched on the row's first word, so
     `patch (image folder)` gets LNTRA's patch figure and `gaussian σ=0.5` none."""
     head = variant.split(" ")[0]
-    return PAPER_AUC.get((method, head, dataset_key(dataset)))
+    return paper_figures().get((method, head, dataset_key(dataset)))
 
 
 def _cell(values: list[float]) -> str:
@@ -186,10 +145,12 @@ def _floor_cell(values: list[float]) -> str:
 
 
 def _row_order(method: str, variant: str) -> tuple:
-    methods = list(ROW_ORDER)
-    heads = ROW_ORDER.get(method, ())
+    """Methods in the registry's order, each one's rows in its paper's (baseline first)."""
+    order = {m.name: m.rows for m in methods()}
+    names = list(order)
+    heads = order.get(method, ())
     head = variant.split(" ")[0]
-    return (methods.index(method) if method in methods else len(methods), method,
+    return (names.index(method) if method in names else len(names), method,
             heads.index(head) if head in heads else len(heads), variant)
 
 

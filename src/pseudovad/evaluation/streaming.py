@@ -42,7 +42,7 @@ from pseudovad.device import Precision, resolve_amp, resolve_memory_format, torc
 from pseudovad.errors import DataError
 from pseudovad.evaluation.psnr import frame_psnr, to_unit
 from pseudovad.geometry import ClipGeometry
-from pseudovad.models import scored_prediction
+from pseudovad.methods.spec import get_method
 from pseudovad.models.inference import inference_copy
 from pseudovad.models.model_file import load_model
 
@@ -75,11 +75,11 @@ class Detector:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.method = meta["method"]
+        self.spec = get_method(self.method)
         self.geometry = ClipGeometry.from_meta(meta)
         self.value_range = meta.get("value_range", "tanh")
-        variant = meta.get("config", {}).get("model", {}).get("ltgpa", {}).get("variant", "video")
-        self.image = self.method == "ltgpa" and variant == "image"     # one image in, one image out
-        kind = "image" if self.image else ("video" if self.method == "ltgpa" else "vit")
+        kind = self.spec.model_kind(meta.get("config", {}))
+        self.image = kind == "image"                                    # one image in, one image out
         self.precision: Precision = resolve_amp(amp, self.device, "inference.amp")
         self.memory_format = resolve_memory_format(memory_format, kind, self.device)
         ndim = 4 if self.image else 5
@@ -141,7 +141,7 @@ class Detector:
             if self.image:
                 pred, target = net(x), x
             else:
-                pred, target = scored_prediction(net, x, self.method, self.geometry.scored_index)
+                pred, target = self.spec.scored_prediction(net, x, self.geometry.scored_index)
         return pred.float().contiguous(), target.float().contiguous()
 
     def psnr(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,13 +151,13 @@ class Detector:
 
     def predict_clips(self, frame_at, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """`predict` for the clips starting at consecutive frames `starts`, frames read with
-        `frame_at(i)`. LTGPA's video F at frame step 1 scores them from one window of frames
-        (`VideoAutoencoder.reconstruct_frame_of_clips`: its first layer shared by the clips);
-        anything else goes through `clips` and `predict`."""
+        `frame_at(i)`. A network with `reconstruct_frame_of_clips` (LTGPA's video F) at frame step 1
+        scores them from one window of frames, its first layer shared by the clips; anything else
+        goes through `clips` and `predict`."""
         g = self.geometry
         net = self.net
         shared = getattr(net, "reconstruct_frame_of_clips", None)
-        if self.image or self.method != "ltgpa" or g.frame_step != 1 or shared is None:
+        if self.image or g.frame_step != 1 or shared is None:
             return self.predict(self.clips(frame_at, starts))
         window = self._window(frame_at, starts)[None]                      # (1, C, N, H, W)
         window = window.to(self.device, non_blocking=True).contiguous(memory_format=self._input_format)
@@ -187,14 +187,14 @@ class Detector:
         return views.permute(1, 0, 4, 2, 3)
 
     def input_shape(self, batch: int = 2) -> tuple[int, ...]:
-        """Shape of the tensor the model's forward() takes: LTGPA the whole clip (or image),
-        MAE-NCT the frames before the scored one."""
+        """Shape of the tensor the model's forward() takes (`MethodSpec.input_frames`: LTGPA the
+        whole clip, or an image; MAE-NCT the frames before the scored one)."""
         c = int(self.meta["channels"])
         h, w = (int(x) for x in self.meta["size"])
         if self.image:
             return (batch, c, h, w)
         g = self.geometry
-        return (batch, c, g.clip_len if self.method == "ltgpa" else g.scored_index, h, w)
+        return (batch, c, self.spec.input_frames(g), h, w)
 
     # frames -----------------------------------------------------------------------------------
     @torch.inference_mode()   # as a decorator: on inside the generator only, not between yields

@@ -3,7 +3,7 @@
 Each metrics.json names its method, pseudo-anomaly variant, seed and dataset, so a set of
 evaluations (one per variant, seed and dataset, e.g. the Ped2 benchmark's) becomes one table
 without extra bookkeeping: mean ± sample std over the seeds in each cell, the paper's figure
-beside it (`evaluation.report.PAPER_AUC`). Paths may be globs; glob matches that are not
+beside it (each method's `paper_auc`, `pseudovad/methods/`). Paths may be globs; glob matches that are not
 evaluate metrics (e.g. a train summary) are skipped, a file named explicitly must be one.
 """
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pseudovad import config as config_mod
 from pseudovad import results, tracking
 from pseudovad.config import Config
 from pseudovad.files import claim
+from pseudovad.methods.spec import get_method
 from pseudovad.training.fit import fit_detector
 from pseudovad.training.loop import HISTORY, Callback
 from pseudovad.training.method import Method
@@ -57,7 +58,7 @@ def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = N
 
 def training_dataset(cfg: Config, store: str | Path | None, result: dict[str, Any]):
     """The training data as an MLflow dataset: its fingerprint and the DVC hash of the frame store."""
-    if cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image":
+    if get_method(cfg.model.method).trains_on_images(cfg):
         return tracking.dataset(f"{cfg.data.name}-training", cfg.train.cifar_root, result["fingerprint"],
                                 clips=result["train_clips"])
     from pseudovad.data import versioning

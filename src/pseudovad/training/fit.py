@@ -37,6 +37,7 @@ from pseudovad.evaluation.streaming import Detector
 from pseudovad import results
 from pseudovad.files import claim, sha256_file, staged_outputs
 from pseudovad.geometry import ClipGeometry
+from pseudovad.methods.spec import get_method
 from pseudovad.models import value_range
 from pseudovad.models.model_file import load_model, model_meta, read_model_file, save_model
 from pseudovad.training import checkpoint
@@ -187,7 +188,7 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
                   progress: bool | None) -> dict[str, Any]:
     progress = (not os.environ.get("PSEUDOVAD_NO_PROGRESS")) if progress is None else progress
     device = resolve_device(cfg.device)
-    image = cfg.model.method == "ltgpa" and cfg.model.ltgpa.variant == "image"
+    image = get_method(cfg.model.method).trains_on_images(cfg)
     data: dict[str, str] = {}
     if image:
         train_set, val_set, fingerprint = image_datasets(cfg)
@@ -242,7 +243,7 @@ def _fit_detector(cfg: Config, store: str | Path | None, out: Path, callbacks: l
                       best_epoch=best.get("epoch"))
     final = result["final"]
     summary = {
-        "method": cfg.model.method, "pseudo_kind": cfg.pseudo.kind if cfg.model.method == "ltgpa" else cfg.pseudo.mode,
+        "method": cfg.model.method, "pseudo_kind": get_method(cfg.model.method).pseudo_kind(cfg.to_dict()),
         "dataset": cfg.data.name, "steps": result["steps"], "epochs": result["epochs"],
         "train_clips": len(train_set), "val_psnr_mean": float(val_psnr.mean()) if val_psnr.size else None,
         "seconds": round(time.perf_counter() - t0, 2), "device": str(device), "fingerprint": fingerprint,

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as Fn
 
 from pseudovad.config import Config, lr_schedule
-from pseudovad.models import build_generator, build_model, value_range
+from pseudovad.models import build_model, value_range
 from pseudovad.pseudo.noise import RANGES, NoiseMaker, build_noise
 from pseudovad.pseudo.patch import PatchMaker
 from pseudovad.pseudo.skip import SkipFrames, window_len
@@ -54,6 +54,18 @@ def max_error(value_range: str) -> float:
     lo, hi = RANGES[value_range]
     return (hi - lo) ** 2
 
+
+
+def build_generator(cfg: Config) -> torch.nn.Module:
+    """G, the noise generator (of the video or the image variant)."""
+    lt = cfg.model.ltgpa
+    if lt.variant == "image":
+        from pseudovad.models.autoencoder2d import ImageNoiseGenerator
+
+        return ImageNoiseGenerator(cfg.data.channels, lt.g_width)
+    from pseudovad.models.autoencoder3d import VideoNoiseGenerator
+
+    return VideoNoiseGenerator(cfg.data.channels, lt.g_width)
 
 class LTGPAMethod(Method):
     name = "ltgpa"

@@ -26,9 +26,9 @@ from typing import Any
 from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError
+from pseudovad.methods.spec import get_method
 
 TYPES = ("loguniform", "uniform", "randint", "choice", "grid")
-JUMPS_PAPER = (2, 3, 4, 5)   # LNTRA's and STEAL's skip-frame jumps
 # set by the search itself for every trial, or not a hyper-parameter of training at all
 RESERVED = ("tune.", "train.epochs", "train.out", "tracking.", "registry.", "score.", "ingest.", "storage.",
             "synthetic.")
@@ -51,34 +51,8 @@ class Dim:
 
 
 def default_space(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The papers' hand-picked knobs, around their published values.
-
-    LTGPA: λ (learned noise only), p (unless baseline), σ (Gaussian noise only), the jumps
-    (skip frames only), the patch's largest size and motion (patches only), lr. With STEAL's
-    `maximize` loss p is searched on a log scale below 0.5 (STEAL draws 1% of its clips).
-    MAE-NCT: mask ratio, λ_cst, lr.
-    """
-    lr = {"type": "loguniform", "low": 1e-5, "high": 3e-3}
-    if cfg.model.method == "mae_nct":
-        return {"pseudo.mask_ratio": {"type": "uniform", "low": 0.25, "high": 0.9},
-                "pseudo.lambda_cst": {"type": "loguniform", "low": 0.03, "high": 3.0},
-                "train.lr": lr}
-    space: dict[str, dict[str, Any]] = {}
-    kind = cfg.pseudo.kind
-    if kind == "learned":
-        space["pseudo.lam"] = {"type": "loguniform", "low": 0.01, "high": 1.0}
-    if kind != "none":
-        space["pseudo.p"] = ({"type": "loguniform", "low": 0.005, "high": 0.5}
-                             if cfg.train.pseudo_loss == "maximize" else {"type": "uniform", "low": 0.1, "high": 0.9})
-    if kind == "gaussian":
-        space["pseudo.sigma"] = {"type": "loguniform", "low": 0.05, "high": 1.0}
-    if kind == "skip":
-        space["pseudo.jumps"] = {"type": "choice", "values": [list(JUMPS_PAPER), [2, 3], [3, 4, 5], [4, 5, 6, 7]]}
-    if kind == "patch":
-        space["pseudo.patch_max_size"] = {"type": "uniform", "low": 0.1, "high": 0.8}
-        space["pseudo.patch_max_move"] = {"type": "randint", "low": 0, "high": 20}
-    space["train.lr"] = lr
-    return space
+    """The method's hand-picked knobs around its paper's values (`MethodSpec.default_space`)."""
+    return get_method(cfg.model.method).default_space(cfg)
 
 
 def field_type(key: str) -> Any:
