@@ -893,7 +893,7 @@ def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
     artifacts) is in it, so no component maps a setting of its own."""
     from components import evaluate, extract, ingest, register, train, tune
     from pseudovad.kubeflow import PIPELINE_PARAMS, SETTINGS
-    from pseudovad.training.search_space import field_type
+    from pseudovad.tune.space import field_type
 
     for key in PIPELINE_PARAMS.values():
         field_type(key)                                # raises for anything but a params leaf key

@@ -171,7 +171,7 @@ def test_signatures_follow_the_one_table():
     params keys of that type, and "unset" is a value no numeric or list key takes (the config
     refuses it), so it can never stand for a real setting."""
     import components
-    from pseudovad.training.search_space import _scalar, field_type
+    from pseudovad.tune.space import _scalar, field_type
 
     kfp_type = {str: "String", int: "Integer", float: "Float", list: "List"}
     defaults = config_mod.Config().flat()

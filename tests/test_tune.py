@@ -28,7 +28,8 @@ import yaml
 from pseudovad import config as config_mod
 from pseudovad import results
 from pseudovad.errors import ConfigError
-from pseudovad.training import search, search_space
+from pseudovad.tune import search
+from pseudovad.tune import space as search_space
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import mlflow_server  # noqa: F401  (module-scoped fixture)
 
@@ -108,7 +109,7 @@ def test_space_translates_to_ray_samplers():
 
 
 def test_missing_search_library_is_a_config_error():
-    from pseudovad.training import search
+    from pseudovad.tune import search
 
     for name in ("optuna", "hyperopt"):
         try:
@@ -124,7 +125,7 @@ def test_trial_outcomes_from_tune_statuses_and_best_json(tmp_path):
     """completed / stopped_early / error / unfinished (an interrupted search), best epoch from best.json."""
     from types import SimpleNamespace
 
-    from pseudovad.training.search import trial_rows
+    from pseudovad.tune.search import trial_rows
 
     dims = search_space.parse_space(config_mod.from_dict({"tune": {"space": {"train.lr": {"type": "grid", "values": [1]}}}}))
     (tmp_path / "a_1").mkdir()
@@ -158,7 +159,7 @@ def data(tmp_path_factory):
 def test_ray_client_connection_is_retried_only_when_the_server_failed_to_start(monkeypatch):
     import ray
 
-    from pseudovad.training import search as stage
+    from pseudovad.tune import search as stage
 
     calls = []
 
@@ -186,7 +187,7 @@ def test_ray_client_connection_is_retried_only_when_the_server_failed_to_start(m
 
 def test_validation_split_is_checked(data):
     from pseudovad.data.store import FrameStore
-    from pseudovad.training.search import split_videos
+    from pseudovad.tune.search import split_videos
 
     fs = FrameStore(data / "store")
     for val, msg in (([], "tune.val_videos: empty"), (["09"], "no test video.s. 09"),
@@ -412,7 +413,7 @@ def test_local_search_never_joins_a_cluster_started_on_this_machine(cluster, tmp
     script = (
         "import json, ray\n"
         "from pseudovad import config\n"
-        "from pseudovad.training.search import ray_session\n"
+        "from pseudovad.tune.search import ray_session\n"
         "with ray_session(config.from_dict({})):\n"
         "    print(json.dumps([n['NodeID'] for n in ray.nodes()]))\n")
     env = {**cluster.env(), "RAY_TMPDIR": str(cluster.root)}

@@ -42,8 +42,8 @@ from pseudovad.config import Config
 from pseudovad.data.store import FrameStore, VideoEntry
 from pseudovad.errors import ConfigError, TrainingError
 from pseudovad.files import claim, staged_outputs, write_json, write_text
-from pseudovad.training import search_space
-from pseudovad.training.tune_trial import BEST_MODEL, BEST_STATE, error_line, trial
+from pseudovad.tune import space
+from pseudovad.tune.trial import BEST_MODEL, BEST_STATE, error_line, trial
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def worker_tree(cfg: Config, store: Path, base: Path) -> dict[str, Any]:
         "tracking.artifact_location": _abs(cfg.tracking.artifact_location, base)}).to_dict()
 
 
-def search_key(cfg: Config, dims: dict[str, search_space.Dim], store: FrameStore) -> str:
+def search_key(cfg: Config, dims: dict[str, space.Dim], store: FrameStore) -> str:
     """What makes a search the same search: restoring is only right when none of it changed."""
     tree = cfg.to_dict()
     keep = {k: tree[k] for k in ("seed", "model", "pseudo")}
@@ -238,14 +238,14 @@ def trial_statuses(exp: Path) -> dict[str, tuple[str, str]]:
     return {Path(t.path).name: (t.trial_id, t.status) for t in ExperimentAnalysis(str(exp)).trials}
 
 
-def trial_rows(results, dims: dict[str, search_space.Dim], max_epochs: int, statuses: dict[str, tuple[str, str]],
+def trial_rows(results, dims: dict[str, space.Dim], max_epochs: int, statuses: dict[str, tuple[str, str]],
                trials: Path) -> list[dict[str, Any]]:
     """One row per trial from Ray's ResultGrid, with the best epoch from the trial's own best.json
     (what its best_model.pt holds; Ray's history of a trial restarted by a restore is partial)."""
     rows = []
     for r in results:
         m = r.metrics or {}
-        cfg = {k: search_space.plain(v) for k, v in (r.config or {}).items()}
+        cfg = {k: space.plain(v) for k, v in (r.config or {}).items()}
         tid, status = statuses.get(Path(r.path).name,
                                    (m.get("trial_id", ""), "ERROR" if r.error is not None else "TERMINATED"))
         epochs = int(m["epoch"]) if m.get("epoch") is not None else 0
@@ -281,7 +281,7 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
 
 def best_params_text(cfg: Config, overrides: dict[str, Any], note: str) -> str:
     """The base params with the best values set, checked by the same loader `train -P` uses."""
-    tree = search_space.apply(cfg.to_dict(), overrides)
+    tree = space.apply(cfg.to_dict(), overrides)
     config_mod.from_dict(tree)
     header = "".join(f"# {line}\n" for line in note.splitlines())
     return header + yaml.safe_dump(tree, sort_keys=False)
@@ -340,7 +340,7 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
     out = Path(out or cfg.tune.out).resolve()
     store_path = Path(store or cfg.data.store).resolve()
     fs = FrameStore(store_path)
-    dims = search_space.parse_space(cfg)
+    dims = space.parse_space(cfg)
     val, held = split_videos(cfg, fs)
     searcher = _searcher(cfg)
     key = search_key(cfg, dims, fs)
@@ -371,7 +371,7 @@ def run_search(cfg: Config, store: str | Path | None = None, out: str | Path | N
                 tuner = tune.Tuner.restore(str(out / EXPERIMENT), trainable, resume_errored=True)
             else:
                 tuner = tune.Tuner(
-                    trainable, param_space=search_space.to_ray(dims, tu.search),
+                    trainable, param_space=space.to_ray(dims, tu.search),
                     tune_config=tune.TuneConfig(
                         metric=METRIC, mode="max", scheduler=_scheduler(cfg), search_alg=searcher,
                         num_samples=1 if tu.search == "grid" else tu.num_samples,
