@@ -31,6 +31,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "data/": {"config", "errors", "files", "geometry", "storage"},
     "models/": {"config", "errors", "files", "geometry"},
     "evaluation/": {"calibration", "config", "data/", "device", "errors", "files", "geometry", "models/", "results"},
+    "scoring/": {"calibration", "config", "data/", "errors", "evaluation/", "files"},
     "tracking": {"build", "config", "errors", "evaluation/", "files", "models/", "results"},
     "registry": {"config", "errors", "files", "gate", "models/", "results", "tracking"},
     "training/": {"calibration", "config", "data/", "device", "errors", "evaluation/", "files", "geometry",
@@ -41,7 +42,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "kubeflow": {"build", "config", "data/", "errors", "models/", "results", "tracking"},
     "dvc_cache": {"config", "data/", "errors", "storage"},
     "stages/": {"config", "data/", "device", "errors", "evaluation/", "files", "registry", "results", "retrain",
-                "storage", "tracking", "training/", "tune/"},
+                "scoring/", "storage", "tracking", "training/", "tune/"},
     "stages/retrain": {"config", "errors", "files", "retrain", "stages/", "tracking"},
     "cli": {"build", "config", "device", "errors", "stages/"},
     "__main__": {"cli"},
@@ -156,7 +157,7 @@ def test_each_layer_imports_only_what_the_architecture_allows():
 
 def test_nothing_below_the_stages_imports_a_stage():
     graph = read_imports()
-    below = ("training", "evaluation", "models", "data", "pseudo")
+    below = ("training", "tune", "evaluation", "scoring", "models", "data", "pseudo")
     wrong = [f"{m} imports {t}" for m, ts in graph.items() for t in ts
              if m.split(".")[1:2] and m.split(".")[1] in below and t.startswith(f"{PACKAGE}.stages")]
     assert wrong == []
