@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pseudovad import retrain
+from pseudovad.retrain import already_learned
 from pseudovad.cli import main as cli_main
 from pseudovad.stages import extract, retrain, synthesize
 from tests.conftest import tiny_cfg
@@ -82,9 +82,9 @@ def test_retrain_end_to_end(tmp_path, s3_endpoint, mlflow_server, capfd, monkeyp
     assert third["status"] == "nothing-new" and "already done" in third["reason"]
     # the rule the KFP retraining pipeline shares: without the round folder the registry answers
     # (v2, which the gate kept, was trained on exactly this split); an unseen split trains
-    skip, why = retrain.already_learned(cfg, second["train_fingerprint"])
+    skip, why = already_learned(cfg, second["train_fingerprint"])
     assert skip and why == f"{NAME} v2 was trained on exactly this training split"
-    assert retrain.already_learned(cfg, "0" * 64)[0] is False
+    assert already_learned(cfg, "0" * 64)[0] is False
 
     # no credential anywhere: terminal, MLflow params and tags, registry tags, files written
     texts = [capfd.readouterr().out + capfd.readouterr().err]
