@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pseudovad.retrain import already_learned
 from pseudovad.cli import main as cli_main
+from pseudovad.retrain import already_learned
 from pseudovad.stages import extract, retrain, synthesize
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import mlflow_server  # noqa: F401  (module-scoped fixture)
