@@ -97,9 +97,9 @@ def breakdown(video: Path, model: Path, repeats: int) -> dict[str, list[float]]:
     import numpy as np
 
     from pseudovad.data.sources import Source, convert, decode_frames, to_bgr
-    from pseudovad.evaluation.annotate import Annotator, error_range
+    from pseudovad.scoring.annotate import Annotator, error_range
     from pseudovad.evaluation.streaming import Detector
-    from pseudovad.evaluation.video_out import VideoWriter
+    from pseudovad.scoring.video_out import VideoWriter
 
     det = Detector.load(model, "cpu", 8)
     src = Source("v", "score", video, "video")

@@ -40,7 +40,7 @@ def ingest(
     repo_url: str = "",
     revision: str = "",
 ) -> bool:
-    """Plan the retraining round (`pseudovad.retraining.plan_round`, what `pseudovad retrain` does
+    """Plan the retraining round (`pseudovad.retrain.plan_round`, what `pseudovad retrain` does
     too): add new footage under `source` to the training split of the store at `store_dir` (a
     volume that outlives the run: the store grows run after run), and decide whether there is
     anything to learn; rejected files go to `quarantine_dir` (a volume too; empty:
@@ -61,7 +61,7 @@ def ingest(
     import shutil
     from pathlib import Path
 
-    from pseudovad import kubeflow, retraining
+    from pseudovad import kubeflow, retrain
 
     checkout, folders, lines = None, {}, []
     if dvc_remote:
@@ -76,7 +76,7 @@ def ingest(
     else:
         cfg = kubeflow.step_config(locals())
         lines.append("ingest: no DVC remote (dvc_remote is empty): the store on the volume is versioned nowhere else")
-    plan = retraining.plan_round(cfg, store=store_dir, source=source, quarantine=quarantine_dir or None)
+    plan = retrain.plan_round(cfg, store=store_dir, source=source, quarantine=quarantine_dir or None)
     lines += plan.report()
     meta = plan.metadata()
     if checkout is not None:

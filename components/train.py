@@ -46,19 +46,19 @@ def train(
 
     Starts from `train.init` (a model.pt or MLflow URI; null: scratch), as `pseudovad train`
     does; a `retraining_round` starts as `pseudovad retrain` does
-    (`pseudovad.retraining.warm_start_weights`): with `ingest.warm_start` from the registry's
+    (`pseudovad.retrain.warm_start_weights`): with `ingest.warm_start` from the registry's
     champion of `registry.model_name` (default pseudovad-<method>), pinned by version.
     Settings: `pseudovad.kubeflow.step_config` (params < typed parameters set < tuned < overrides);
     the settings it trained with go into `history` (params.yaml) and the MLflow run.
     """
     args = dict(locals())
     from pseudovad import config as config_mod
-    from pseudovad import kubeflow, retraining
+    from pseudovad import kubeflow, retrain
     from pseudovad.stages import train as stage
 
     cfg = kubeflow.step_config(args, tuned=kubeflow.tuned_values(tuned.path) if tuned is not None else None)
     if retraining_round:
-        cfg = config_mod.with_values(cfg, {"train.init": retraining.warm_start_weights(cfg)})
+        cfg = config_mod.with_values(cfg, {"train.init": retrain.warm_start_weights(cfg)})
     work = kubeflow.work_dir(checkpoint_dir, run_id, "train", model.path)
     summary = stage.run(cfg, store=store_dir or store.path, out=work, progress=False)
 

@@ -127,12 +127,12 @@ in_image id
 in_image cat /etc/pseudovad/build.json
 in_image pseudovad --help | head -n 3
 in_image python -c "
-import components, pipelines.training, pipelines.retraining
+import components, pipelines.training, pipelines.retrain
 from kfp import compiler
-for name in ('training', 'retraining'):
+for name in ('training', 'retrain'):
     p = getattr(getattr(pipelines, name), name + '_pipeline')
     compiler.Compiler().compile(p, f'/tmp/{name}.yaml')
-print('components:', ', '.join(components.__all__), '| compiled: training, retraining')
+print('components:', ', '.join(components.__all__), '| compiled: training, retrain')
 "
 # the drift guard as a Kubeflow step runs it: compiled from this commit, it passes; from another, it refuses
 compiled_from="$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')@$(

@@ -2,7 +2,7 @@
 
   pseudovad-kfp compile training -o training.yaml --image REG/pseudovad:<git-sha>   (docker/build.sh prints it)
   pseudovad-kfp run training -a dataset_uri=s3://bucket/ped2 -a mlflow_uri=http://mlflow:5000
-  pseudovad-kfp schedule retraining --cron "0 0 3 * * *" -a source=s3://cams/footage/ ...
+  pseudovad-kfp schedule retrain --cron "0 0 3 * * *" -a source=s3://cams/footage/ ...
   pseudovad-kfp local training -a dataset_uri=data/synthetic -a mlflow_uri=http://127.0.0.1:5000 -P params.yaml
 
 Pipeline arguments are `-a NAME=VALUE` (VALUE read as YAML: numbers, true/false, lists, dicts)
@@ -32,7 +32,7 @@ from pseudovad.errors import ConfigError, PseudovadError
 
 PIPELINES = {
     "training": ("pipelines.training", "training_pipeline"),
-    "retraining": ("pipelines.retraining", "retraining_pipeline"),
+    "retrain": ("pipelines.retrain", "retrain_pipeline"),
 }
 
 

@@ -21,7 +21,7 @@ import yaml
 from components import image
 from pseudovad import results
 from pipelines import cli, tasks
-from pipelines.retraining import retraining_pipeline
+from pipelines.retrain import retrain_pipeline
 from pipelines.training import training_pipeline
 from pseudovad.kubeflow import TYPED, UNSET
 
@@ -89,7 +89,7 @@ def training_ir(tmp_path_factory) -> IR:
 
 @pytest.fixture(scope="module")
 def retraining_ir(tmp_path_factory) -> IR:
-    return compile_ir(retraining_pipeline, tmp_path_factory.mktemp("ir"))
+    return compile_ir(retrain_pipeline, tmp_path_factory.mktemp("ir"))
 
 
 def container_steps(ir: IR) -> list[str]:
@@ -378,7 +378,7 @@ def test_compile_without_an_image_is_refused_in_one_line(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
     r = _kfp_cli("compile", "training", "-o", str(out), env={"PSEUDOVAD_IMAGE": "registry.local/pv:env"})
     assert r.returncode == 0 and IR(out).container("evaluate")["image"] == "registry.local/pv:env"
-    r = _kfp_cli("compile", "retraining", "-o", str(out), "--allow-default-image")
+    r = _kfp_cli("compile", "retrain", "-o", str(out), "--allow-default-image")
     assert r.returncode == 0 and IR(out).container("ingest")["image"] == image.DEFAULT_IMAGE
 
 
@@ -495,7 +495,7 @@ def test_schedule_creates_a_cron_recurring_run(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KFP_TOKEN", raising=False)
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
     with FakeKFP() as api:
-        rc = cli.main(["schedule", "retraining", "--allow-default-image", "--host", api.url, "--cron", "30 2 * * *", "--name", "nightly",
+        rc = cli.main(["schedule", "retrain", "--allow-default-image", "--host", api.url, "--cron", "30 2 * * *", "--name", "nightly",
                        "-a", "source=s3://cams/footage/", "-a", "mlflow_uri=http://mlflow:5000"])
     assert rc == 0
     assert "recurring run rr-1" in capsys.readouterr().out
@@ -504,7 +504,7 @@ def test_schedule_creates_a_cron_recurring_run(tmp_path, monkeypatch, capsys):
     assert body["display_name"] == "nightly"
     assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *"
     assert int(body["max_concurrency"]) == 1 and body["no_catchup"] is True
-    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "pseudovad-retraining"
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "pseudovad-retrain"
     assert body["runtime_config"]["parameters"] == {"source": "s3://cams/footage/", "mlflow_uri": "http://mlflow:5000"}
     assert {r["auth"] for r in api.requests} == {"Bearer sa-token"}
 
@@ -522,7 +522,7 @@ def test_run_wait_exits_with_the_run_outcome(state, rc, monkeypatch, capsys):
 def test_refused_token_and_unreachable_host_are_one_line_errors(monkeypatch, capsys):
     monkeypatch.setenv("KFP_TOKEN", "expired")
     with FakeKFP(status=401) as api:
-        assert cli.main(["schedule", "retraining", "--allow-default-image", "--host", api.url, "--namespace", "team-a", "--cron", "0 3 * * *",
+        assert cli.main(["schedule", "retrain", "--allow-default-image", "--host", api.url, "--namespace", "team-a", "--cron", "0 3 * * *",
                          "-a", "source=s3://b/", "-a", "mlflow_uri=m"]) == 2
     err = capsys.readouterr().err
     assert f"KFP API {api.url}: HTTP 401" in err and len(err.strip().splitlines()) == 1
@@ -790,7 +790,7 @@ def test_training_pipeline_runs_locally_end_to_end(trained, mlflow_server):  # n
 
 
 @pytest.mark.integration
-def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
+def test_retrain_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
         trained, mlflow_server, s3_endpoint, tmp_path, capfd):  # noqa: F811
     from mlflow import MlflowClient
 
@@ -813,11 +813,11 @@ def test_retraining_pipeline_ingests_warm_starts_and_skips_when_nothing_is_new(
     params.write_text(yaml.safe_dump({**TINY_PARAMS, "storage": {"endpoint_url": s3_endpoint}}))
 
     def retrain(root: Path) -> Path:
-        rc = cli.main(["local", "retraining", "-P", str(params), "-a", "source=s3://cams/footage/",
+        rc = cli.main(["local", "retrain", "-P", str(params), "-a", "source=s3://cams/footage/",
                        "-a", f"store_dir={store}", "-a", f"quarantine_dir={tmp_path / 'volume' / 'quarantine'}",
                        "-a", f"mlflow_uri={mlflow_server}", "-a", "epochs=1", "--root", str(root)])
         assert rc == 0
-        return _outputs(root, "pseudovad-retraining")
+        return _outputs(root, "pseudovad-retrain")
 
     first = retrain(tmp_path / "kfp1")
     assert json.loads((first / "ingest" / "executor_output.json").read_text())["parameterValues"] == {"Output": True}
@@ -893,7 +893,7 @@ def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
     artifacts) is in it, so no component maps a setting of its own."""
     from components import evaluate, extract, ingest, register, train, tune
     from pseudovad.kubeflow import PIPELINE_PARAMS, SETTINGS
-    from pseudovad.training.search_space import field_type
+    from pseudovad.tune.space import field_type
 
     for key in PIPELINE_PARAMS.values():
         field_type(key)                                # raises for anything but a params leaf key
@@ -901,7 +901,7 @@ def test_every_setting_a_pipeline_or_step_takes_is_in_the_one_parameter_table():
                       "gpu_node_selector", "gpu_tolerations", "checkpoint_pvc", "checkpoint_dir", "run_id",
                       "mlflow_secret", "data_pvc", "s3_secret", "videos", "roc_points", "repo_url", "revision",
                       "git_secret", "quarantine_dir", "retraining_round"}
-    for p in (training_pipeline, retraining_pipeline, evaluate, extract, ingest, register, train, tune):
+    for p in (training_pipeline, retrain_pipeline, evaluate, extract, ingest, register, train, tune):
         for name, spec in (p.component_spec.inputs or {}).items():
             if spec.type in ("String", "Integer", "Float", "Boolean", "List", "Dict"):
                 assert name in PIPELINE_PARAMS or name in SETTINGS or name in infrastructure, (p.name, name)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines import cli
-from pipelines.retraining import retraining_pipeline
+from pipelines.retrain import retrain_pipeline
 from pipelines.training import training_pipeline
 from pseudovad import config as config_mod
 from pseudovad import kubeflow
@@ -24,9 +24,9 @@ from pseudovad.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILES = sorted((ROOT / "configs").glob("*.yaml")) + [ROOT / "params.yaml"]
-PIPELINES = {"training": training_pipeline, "retraining": retraining_pipeline}
+PIPELINES = {"training": training_pipeline, "retrain": retrain_pipeline}
 # each pipeline's required data arguments (not settings)
-DATA_ARGS = {"training": ["dataset_uri=s3://datasets/ped2"], "retraining": ["source=s3://cams/footage/"]}
+DATA_ARGS = {"training": ["dataset_uri=s3://datasets/ped2"], "retrain": ["source=s3://cams/footage/"]}
 COMPONENTS = ("extract", "ingest", "tune", "train", "evaluate", "register")
 
 
@@ -152,7 +152,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_sent(argv, message, tmp_pat
 
 
 def test_warm_start_is_true_or_false_or_unset(step_env):
-    pipeline = retraining_pipeline
+    pipeline = retrain_pipeline
     base = ["source=s3://cams/", "mlflow_uri=m"]
     assert cli.parse_arguments(pipeline, [*base, "warm_start=false"])["warm_start"] == "false"
     assert kubeflow.step_config({"warm_start": "false"}).ingest.warm_start is False
@@ -171,7 +171,7 @@ def test_signatures_follow_the_one_table():
     params keys of that type, and "unset" is a value no numeric or list key takes (the config
     refuses it), so it can never stand for a real setting."""
     import components
-    from pseudovad.training.search_space import _scalar, field_type
+    from pseudovad.tune.space import _scalar, field_type
 
     kfp_type = {str: "String", int: "Integer", float: "Float", list: "List"}
     defaults = config_mod.Config().flat()
@@ -219,6 +219,6 @@ def test_help_states_the_rule_and_lists_every_typed_parameter(capsys):
 
     for key, (name, _, _) in kubeflow.TYPED.items():
         assert f"{name} {key} (code default {shown(code_default(key))})" in flat, name
-    assert cli.main(["parameters", "retraining"]) == 0
+    assert cli.main(["parameters", "retrain"]) == 0
     listing = capsys.readouterr().out
     assert "  warm_start = params (true)\n" in listing and "  source = required\n" in listing

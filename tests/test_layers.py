@@ -33,18 +33,21 @@ MAY_IMPORT: dict[str, set[str]] = {
     "models/": {"config", "errors", "files", "geometry", "methods/spec"},
     "evaluation/": {"calibration", "config", "data/", "device", "errors", "files", "geometry", "methods/spec",
                     "models/", "results"},
-    "tracking": {"build", "config", "errors", "evaluation/", "files", "methods/spec", "models/", "results"},
-    "registry": {"config", "errors", "files", "gate", "methods/spec", "models/", "results", "tracking"},
+    "scoring/": {"calibration", "config", "data/", "errors", "evaluation/", "files"},
+    "tracking/": {"build", "config", "errors", "evaluation/", "files", "methods/spec", "models/", "results"},
+    "registry": {"config", "errors", "files", "gate", "methods/spec", "models/", "results", "tracking/"},
     "training/": {"calibration", "config", "data/", "device", "errors", "evaluation/", "files", "geometry",
-                  "methods/spec", "models/", "pseudo/", "registry", "results", "tracking"},
+                  "methods/spec", "models/", "pseudo/", "registry", "results", "tracking/"},
     # a method's module: its spec, over its networks (models/) and its update rule (training/)
     "methods/": {"config", "errors", "geometry", "methods/spec", "models/", "training/"},
-    "retraining": {"config", "data/", "errors", "registry"},
-    "kubeflow": {"build", "config", "data/", "errors", "models/", "results", "tracking"},
+    "tune/": {"calibration", "config", "data/", "device", "errors", "evaluation/", "files", "geometry",
+              "methods/spec", "models/", "results", "tracking/", "training/"},
+    "retrain": {"config", "data/", "errors", "registry"},
+    "kubeflow": {"build", "config", "data/", "errors", "models/", "results", "tracking/"},
     "dvc_cache": {"config", "data/", "errors", "storage"},
-    "stages/": {"config", "data/", "device", "errors", "evaluation/", "files", "methods/spec", "registry", "results", "retraining",
-                "storage", "tracking", "training/"},
-    "stages/retrain": {"config", "errors", "files", "retraining", "stages/", "tracking"},
+    "stages/": {"config", "data/", "device", "errors", "evaluation/", "files", "methods/spec", "registry", "results",
+                "retrain", "scoring/", "storage", "tracking/", "training/", "tune/"},
+    "stages/retrain": {"config", "errors", "files", "retrain", "stages/", "tracking/"},
     "cli": {"build", "config", "device", "errors", "stages/"},
     "__main__": {"cli"},
     "__init__": set(),
@@ -158,7 +161,7 @@ def test_each_layer_imports_only_what_the_architecture_allows():
 
 def test_nothing_below_the_stages_imports_a_stage():
     graph = read_imports()
-    below = ("training", "evaluation", "models", "data", "pseudo")
+    below = ("training", "tune", "evaluation", "scoring", "models", "data", "pseudo")
     wrong = [f"{m} imports {t}" for m, ts in graph.items() for t in ts
              if m.split(".")[1:2] and m.split(".")[1] in below and t.startswith(f"{PACKAGE}.stages")]
     assert wrong == []

@@ -18,7 +18,7 @@ from pseudovad.models.autoencoder3d import VideoAutoencoder
 from pseudovad.pseudo.patch import BORDER, MIN_SIDE, PatchMaker
 from pseudovad.pseudo.skip import SkipFrames
 from pseudovad.stages import train
-from pseudovad.training import search_space
+from pseudovad.tune import space as search_space
 from pseudovad.training.loop import epoch_record
 from pseudovad.training.ltgpa import LTGPAMethod, max_error
 from tests.conftest import tiny_cfg

@@ -66,7 +66,7 @@ def test_a_name_is_registered_once():
 
 def test_a_registered_method_is_in_the_config_the_reference_kubeflow_and_tune(tiny_method):
     from pseudovad import kubeflow
-    from pseudovad.training import search_space
+    from pseudovad.tune import space as search_space
 
     cfg = config_mod.from_dict({"model": {"method": tiny_method}})
     assert cfg.model.method == tiny_method and config_mod.lr_schedule(cfg) == "constant"

@@ -84,9 +84,9 @@ def test_params_never_carry_secrets(tmp_path):
     p = tracking.params(cfg)
     assert p["train.lr"] == str(cfg.train.lr) and p["data.size"] == "[32, 32]"
     assert "pa55" not in json.dumps(p) and "***@mlflow.example.com" in p["tracking.uri"]
-    assert not any(tracking._secret_key(k) for k in p)
-    assert tracking._secret_key("storage.secret_access_key") and tracking._secret_key("x.api_token")
-    assert not tracking._secret_key("model.mae.patch_size")
+    assert not any(tracking.runs._secret_key(k) for k in p)
+    assert tracking.runs._secret_key("storage.secret_access_key") and tracking.runs._secret_key("x.api_token")
+    assert not tracking.runs._secret_key("model.mae.patch_size")
 
 
 def test_configured_uri_does_not_leak_into_the_next_stage(tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pseudovad import retraining
 from pseudovad.cli import main as cli_main
+from pseudovad.retrain import already_learned
 from pseudovad.stages import extract, retrain, synthesize
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import mlflow_server  # noqa: F401  (module-scoped fixture)
@@ -82,9 +82,9 @@ def test_retrain_end_to_end(tmp_path, s3_endpoint, mlflow_server, capfd, monkeyp
     assert third["status"] == "nothing-new" and "already done" in third["reason"]
     # the rule the KFP retraining pipeline shares: without the round folder the registry answers
     # (v2, which the gate kept, was trained on exactly this split); an unseen split trains
-    skip, why = retraining.already_learned(cfg, second["train_fingerprint"])
+    skip, why = already_learned(cfg, second["train_fingerprint"])
     assert skip and why == f"{NAME} v2 was trained on exactly this training split"
-    assert retraining.already_learned(cfg, "0" * 64)[0] is False
+    assert already_learned(cfg, "0" * 64)[0] is False
 
     # no credential anywhere: terminal, MLflow params and tags, registry tags, files written
     texts = [capfd.readouterr().out + capfd.readouterr().err]

@@ -265,7 +265,7 @@ def test_annotated_video_is_h264_at_the_source_size_and_fps_inside_out(setup, tm
 
 
 def test_annotator_overlays_only_where_the_error_is_high_and_marks_anomalies():
-    from pseudovad.evaluation.annotate import Annotator, timestamp
+    from pseudovad.scoring.annotate import Annotator, timestamp
 
     frame = np.full((240, 360, 3), 90, np.uint8)
     ann = Annotator((240, 360), 0.9, (0.1, 0.4))
@@ -376,7 +376,7 @@ def test_domain_shift_warns_on_another_scene_not_on_the_training_scenes_test_vid
 
 
 def test_shift_rule_margin_and_share():
-    from pseudovad.evaluation.shift import ShiftCheck
+    from pseudovad.scoring.shift import ShiftCheck
 
     cal = calibration.calibrate(np.random.default_rng(0).normal(30.0, 1.0, 2000))
     margin = cal["psnr_q95"] - cal["psnr_q05"]

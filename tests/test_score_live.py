@@ -20,10 +20,11 @@ from pseudovad import calibration
 from pseudovad import config as config_mod
 from pseudovad.data.sources import convert
 from pseudovad.data.synthetic import render_video
-from pseudovad.evaluation.live import Alerts, LiveInput, redact
 from pseudovad.evaluation.streaming import score_video
 from pseudovad.models import build_model
 from pseudovad.models.model_file import model_meta, save_model
+from pseudovad.scoring.alerts import Alerts
+from pseudovad.scoring.stream import LiveInput, redact
 from pseudovad.stages import score
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import free_port

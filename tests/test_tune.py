@@ -28,7 +28,8 @@ import yaml
 from pseudovad import config as config_mod
 from pseudovad import results
 from pseudovad.errors import ConfigError
-from pseudovad.training import search, search_space
+from pseudovad.tune import session
+from pseudovad.tune import space as search_space
 from tests.conftest import tiny_cfg
 from tests.mlflow_server import mlflow_server  # noqa: F401  (module-scoped fixture)
 
@@ -108,7 +109,7 @@ def test_space_translates_to_ray_samplers():
 
 
 def test_missing_search_library_is_a_config_error():
-    from pseudovad.training import search
+    from pseudovad.tune import session
 
     for name in ("optuna", "hyperopt"):
         try:
@@ -117,14 +118,14 @@ def test_missing_search_library_is_a_config_error():
         except ImportError:
             pass
         with pytest.raises(ConfigError, match=f"tune.search: {name} needs the {name} package"):
-            search._searcher(config_mod.from_dict({"tune": {"search": name}}))
+            session.make_searcher(config_mod.from_dict({"tune": {"search": name}}))
 
 
 def test_trial_outcomes_from_tune_statuses_and_best_json(tmp_path):
     """completed / stopped_early / error / unfinished (an interrupted search), best epoch from best.json."""
     from types import SimpleNamespace
 
-    from pseudovad.training.search import trial_rows
+    from pseudovad.tune.results import trial_rows
 
     dims = search_space.parse_space(config_mod.from_dict({"tune": {"space": {"train.lr": {"type": "grid", "values": [1]}}}}))
     (tmp_path / "a_1").mkdir()
@@ -158,7 +159,7 @@ def data(tmp_path_factory):
 def test_ray_client_connection_is_retried_only_when_the_server_failed_to_start(monkeypatch):
     import ray
 
-    from pseudovad.training import search as stage
+    from pseudovad.tune import session as stage
 
     calls = []
 
@@ -186,7 +187,7 @@ def test_ray_client_connection_is_retried_only_when_the_server_failed_to_start(m
 
 def test_validation_split_is_checked(data):
     from pseudovad.data.store import FrameStore
-    from pseudovad.training.search import split_videos
+    from pseudovad.tune.inputs import split_videos
 
     fs = FrameStore(data / "store")
     for val, msg in (([], "tune.val_videos: empty"), (["09"], "no test video.s. 09"),
@@ -229,7 +230,7 @@ def test_plain_dvc_repro_leaves_tune_out(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def ray_local():
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # bind to 127.0.0.1
-    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(search.THREAD_TIMEOUT_S))  # as ray_session does
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(session.THREAD_TIMEOUT_S))  # as ray_session does
     import ray
 
     started = not ray.is_initialized()
@@ -412,7 +413,7 @@ def test_local_search_never_joins_a_cluster_started_on_this_machine(cluster, tmp
     script = (
         "import json, ray\n"
         "from pseudovad import config\n"
-        "from pseudovad.training.search import ray_session\n"
+        "from pseudovad.tune.session import ray_session\n"
         "with ray_session(config.from_dict({})):\n"
         "    print(json.dumps([n['NodeID'] for n in ray.nodes()]))\n")
     env = {**cluster.env(), "RAY_TMPDIR": str(cluster.root)}

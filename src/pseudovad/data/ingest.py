@@ -8,7 +8,7 @@ enough and not truncated. Accepted files are extracted into the store's training
 as raw footage (see `pseudovad.data.ingested`); rejected ones go to `ingest.quarantine` with a
 `<name>.reason.txt`. Nothing is half-added: arrays, raw files, manifest and log are committed
 together at the end, the log last. `pseudovad ingest` and every retraining round (CLI and
-Kubeflow, `pseudovad.retraining`) run `ingest_footage`.
+Kubeflow, `pseudovad.retrain`) run `ingest_footage`.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Evaluation: the scoring engine (`Detector`), per-video normalisation, frame-level AUC / EER,
-the protocol's files, scoring new footage, figures.
+the protocol's files, figures (scoring new footage: `pseudovad.scoring`).
 
 `Detector` / `score_videos` (per-video PSNR, streaming) and `metrics.summarize` /
 `metrics.frame_auc` are usable in-process, e.g. by Ray Tune trials scoring validation videos with

@@ -1,6 +1,6 @@
 """`retrain`: ingest → train → evaluate → register, one command for a schedule (cron).
 
-Each run plans a round (`pseudovad.retraining.plan_round`, the plan the Kubeflow retraining
+Each run plans a round (`pseudovad.retrain.plan_round`, the plan the Kubeflow retraining
 pipeline makes too): ingest new footage, and if the training split was not learned already,
 train in `runs/retrain/<round>/train` — warm-started from the champion pinned by version when
 `ingest.warm_start` is true and there is one — evaluate on the store's fixed, labelled test split
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from pseudovad import retraining, tracking
+from pseudovad import retrain, tracking
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError
 from pseudovad.files import exclusive_lock, write_json
@@ -32,7 +32,7 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
         raise ConfigError("tracking.enabled: false, but retrain needs the MLflow registry (champion, gate)")
     # a cron tick that fires while the last round still trains must not start a second one
     with exclusive_lock(out / ".lock", "retrain"):
-        rnd = retraining.plan_round(cfg, cfg.data.store, source, rounds=out, progress=progress)
+        rnd = retrain.plan_round(cfg, cfg.data.store, source, rounds=out, progress=progress)
         got = rnd.ingest
         summary: dict[str, Any] = {"round": rnd.name, "train_fingerprint": rnd.fingerprint,
                                    "ingested": [v["video"] for v in got["ingested"]],
@@ -44,7 +44,7 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
             return summary
 
         rdir = out / rnd.name
-        rcfg = retraining.round_config(cfg, rdir, rnd.init)
+        rcfg = retrain.round_config(cfg, rdir, rnd.init)
         summary["warm_start"] = rnd.init
         with tracking.run(rcfg, "retrain", fingerprint=rnd.fingerprint,
                           tags={"retrain.round": rnd.name, "retrain.ingested": len(got["ingested"]),
@@ -60,7 +60,7 @@ def run(cfg: Config, source: Optional[str] = None, out: str | Path | None = None
                        champion_auc_micro=decision["champion_auc_micro"],
                        **{k: metrics.get(k) for k in ("holdout_flagged_share", "synthetic_auc")},
                        model=trained["model"], steps=trained["steps"])
-        write_json(rdir / retraining.ROUND_SUMMARY, summary)
+        write_json(rdir / retrain.ROUND_SUMMARY, summary)
         write_json(out / "last.json", summary)
         return summary
 

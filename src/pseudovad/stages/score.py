@@ -7,7 +7,7 @@
 INPUT is a video file or a folder of frames, or a live source: rtsp://…, http(s)://…, /dev/videoN,
 or a file still being written (--follow). Live sources run until Ctrl-C, SIGTERM or --duration.
 How PSNR becomes a score, the domain-shift check and what is written into DIR (default
-runs/score/<input name>) are `pseudovad.evaluation.footage`. Exit codes: 0 done, 2 bad input,
+runs/score/<input name>) are `pseudovad.scoring`. Exit codes: 0 done, 2 bad input,
 3 domain shift under --strict (the footage is unlike the model's calibration).
 """
 from __future__ import annotations
@@ -24,10 +24,13 @@ from pseudovad import registry
 from pseudovad.config import Config
 from pseudovad.device import resolve_device
 from pseudovad.errors import ConfigError, TrackingError
-from pseudovad.evaluation.footage import open_input, score_footage, score_live
-from pseudovad.evaluation.live import Alerts, is_live, redact
 from pseudovad.evaluation.streaming import Detector
 from pseudovad.files import sha256_file
+from pseudovad.scoring.alerts import Alerts
+from pseudovad.scoring.footage import score_footage
+from pseudovad.scoring.inputs import open_input
+from pseudovad.scoring.live import score_live
+from pseudovad.scoring.stream import is_live, redact
 
 EXIT_DOMAIN_SHIFT = 3
 

@@ -4,7 +4,7 @@ The labelled test videos are split by `tune.val_videos` into the videos every tr
 on (the only number the search sees) and held-out videos the best trial is scored on once
 (`test_auc`). Writes best_params.yaml, best_model.pt, results.csv and metrics.json into
 `tune.out`, with Ray's experiment (search/) and the trials (trials/) beside them, so an
-interrupted search is restored by the same command (`pseudovad.training.search`).
+interrupted search is restored by the same command (`pseudovad.tune.search`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from pseudovad import config as config_mod
 from pseudovad.config import Config
-from pseudovad.training.search import run_search
+from pseudovad.tune.search import run_search
 
 
 def run(cfg: Config, store: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ store kept on a volume (it grows run after run, and its labelled test split — 
 evaluation set — stays put), fine-tunes from the registry's champion, evaluates on that same
 test split — or, for a camera without labels, on the held-out end of every training video, the
 champion scored beside it (label-free) — and lets the promotion gate decide. The ingest step plans the round exactly as
-`pseudovad retrain` does (`pseudovad.retraining.plan_round`): when a registered version was
+`pseudovad retrain` does (`pseudovad.retrain.plan_round`): when a registered version was
 already trained on exactly the training split now on the volume, there is nothing to learn and
 the run stops after ingest (its report says so); a run after a failed one still trains; files
 whose download still fails are reported and the round trains on what arrived. Nothing is cached:
@@ -22,13 +22,13 @@ from pipelines.tasks import DATA_MOUNT, DEFAULT_GPU_TOLERATIONS
 from pipelines.training import train_evaluate_register
 from pseudovad.kubeflow import step_arguments
 
-NAME = "pseudovad-retraining"
+NAME = "pseudovad-retrain"
 
 
 @dsl.pipeline(name=NAME, description="pseudovad: ingest new footage (S3) → warm-start train (GPU) → evaluate on "
                                      "the fixed test set → register with the promotion gate")
 @described
-def retraining_pipeline(
+def retrain_pipeline(
     source: str,
     mlflow_uri: str,
     store_dir: str = f"{DATA_MOUNT}/store",

@@ -1,7 +1,7 @@
 """One Ray Tune trial: train a point of the search space, report validation AUC every epoch.
 
 Runs in a Ray worker process, so everything it needs arrives explicitly in `setup` (built by
-`pseudovad.training.search`): the base params tree with absolute paths (Ray moves the worker into its
+`pseudovad.tune.search`): the base params tree with absolute paths (Ray moves the worker into its
 own working folder), the trial output root, the validation video ids, and the MLflow tracking URI,
 experiment and parent run id. Nothing here reads the driver's environment or working folder.
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from pseudovad import config as config_mod
 from pseudovad.files import write_json
-from pseudovad.training.search_space import apply, plain
+from pseudovad.tune.space import apply, plain
 
 log = logging.getLogger(__name__)
 
