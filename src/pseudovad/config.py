@@ -379,9 +379,9 @@ class Config(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
-
     @model_validator(mode="after")
     def _across_keys(self) -> Config:
+        """The checks that read more than one key, once every key has its type and range."""
         check_across(self)
         check_method(self)
         return self
@@ -422,6 +422,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
 
 
 def check_across(cfg: Config) -> None:
+    """What two keys of different sections (or of one) must agree on; the method's own: `check_method`."""
     d, t, rg = cfg.data, cfg.train, cfg.evaluate.region_grid
     _check(0 <= d.scored_index < d.clip_len, "data.scored_index", f"must be in [0, clip_len), got {d.scored_index}")
     _check(t.val_fraction + t.holdout_fraction < 1.0, "train.holdout_fraction",
@@ -492,7 +493,6 @@ def documented_keys() -> list[KeyDoc]:
     """Every section and key of the params tree in params.yaml's order: its type (with its choices),
     the code default and its description (the params reference page is generated from it)."""
     return documented(Config)
-
 
 
 def from_dict(values: dict[str, Any]) -> Config:
