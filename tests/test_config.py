@@ -97,3 +97,35 @@ def test_clip_geometry_round_trips_through_the_model_meta_and_old_files_still_re
     assert ClipGeometry.from_meta(model_meta(cfg)) == g
     # model.pt files from before frame_step was recorded were trained with step 1
     assert ClipGeometry.from_meta({"clip_len": 16, "scored_index": 8}) == ClipGeometry(16, 8, 1)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("device=gpu", "device: must be one of auto, cpu, cuda, got 'gpu'"),                 # a choice
+    ("pseudo.mask_ratio=1", "pseudo.mask_ratio: must be in (0, 1), got 1.0"),             # a range
+    ("train.epochs=0", "train.epochs: must be ≥ 1, got 0"),
+    ("tune.grace_period=20", "tune.grace_period: must be in [1, tune.max_epochs]"),      # two keys
+    ("train.holdout_fraction=0.95", "train.holdout_fraction: must be in [0, 1) with train.val_fraction + it < 1"),
+    ("model.ltgpa.widht=[4]", "model.ltgpa.widht: unknown key (known: g_width, reconstruct, variant, width)"),
+    ("train.epochs='3'", "train.epochs: expected an integer, got '3'"),                  # no "3" → 3
+    ("tracking.enabled='yes'", "tracking.enabled: expected true/false, got 'yes'"),
+    ("data.size=[64, x]", "data.size[1]: expected an integer, got 'x'"),
+    ("storage.dvc_remote=s3://me:secret@host/b", "storage.dvc_remote: must not contain credentials"),
+])
+def test_refusals_are_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        config_mod.load(None, [override])
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert "secret" not in str(e.value)
+
+
+def test_values_params_files_rely_on_are_converted():
+    cfg = config_mod.load(None, ["train.epochs=3.0", "data.name=2024", "train.lr=1", "inference.amp=false"])
+    assert (cfg.train.epochs, cfg.data.name, cfg.train.lr, cfg.inference.amp) == (3, "2024", 1.0, "off")
+    assert isinstance(cfg.train.epochs, int) and isinstance(cfg.train.lr, float)
+
+
+def test_the_method_check_reads_the_other_sections():
+    with pytest.raises(ConfigError, match=r"data.clip_len: 12 must be divisible by 8"):
+        config_mod.load(None, ["data.clip_len=12", "data.scored_index=6"])
+    cfg = config_mod.load(None, ["model.method=mae_nct", "data.clip_len=12", "data.scored_index=6"])
+    assert cfg.model.method == "mae_nct"       # the LTGPA network's strides do not bind MAE-NCT

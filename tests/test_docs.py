@@ -6,7 +6,6 @@ blocks marked `runnable`) or at least parse (every other `pseudovad`, `pseudovad
 line)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -16,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
@@ -66,17 +66,15 @@ def test_params_page_lists_every_key_with_its_default(built):
     assert rows["pseudo.lam"][4] == described["pseudo.lam"]
 
 
-@dataclasses.dataclass
-class _Section:
+class _Section(pydantic.BaseModel):
     """A section."""
 
-    described: int = config_mod.setting(1, "has one")
+    described: int = pydantic.Field(1, description="has one")
     bare: int = 2
 
 
-@dataclasses.dataclass
-class _Root:
-    section: _Section = dataclasses.field(default_factory=_Section)
+class _Root(pydantic.BaseModel):
+    section: _Section = pydantic.Field(default_factory=_Section)
 
 
 def test_a_key_without_description_is_reported_as_such(monkeypatch):

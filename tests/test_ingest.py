@@ -2,7 +2,6 @@
 downloads that survive broken streams, and credentials that never reach the terminal."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -29,7 +28,7 @@ BUCKET = "cameras"
 
 def footage(path: Path, cfg, seed: int, frames: int | None = None) -> Path:
     """A normal-footage clip like a camera would upload (another day: another seed)."""
-    syn = dataclasses.replace(cfg.synthetic, seed=seed, frames=frames or cfg.synthetic.frames)
+    syn = cfg.synthetic.model_copy(update={"seed": seed, "frames": frames or cfg.synthetic.frames})
     video, _ = render_video(syn, "training", 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video(path, video, syn.fps)

@@ -18,8 +18,10 @@ PACKAGE = "pseudovad"
 # that matches decides. An import of the part itself (a module of the same folder) is always fine.
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
-    "config": {"errors", "methods/spec"},
+    "config": {"errors", "methods/spec", "params_types", "params_yaml"},
     "methods/spec": {"errors"},
+    "params_types": {"errors"},
+    "params_yaml": {"errors"},
     "files": {"errors"},
     "device": {"errors"},
     "calibration": {"errors"},
@@ -39,7 +41,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training/": {"calibration", "config", "data/", "device", "errors", "evaluation/", "files", "geometry",
                   "methods/spec", "models/", "pseudo/", "registry", "results", "tracking/"},
     # a method's module: its spec, over its networks (models/) and its update rule (training/)
-    "methods/": {"config", "errors", "geometry", "methods/spec", "models/", "training/"},
+    "methods/": {"config", "errors", "geometry", "methods/spec", "models/", "params_types", "training/"},
     "tune/": {"calibration", "config", "data/", "device", "errors", "evaluation/", "files", "geometry",
               "methods/spec", "models/", "results", "tracking/", "training/"},
     "retrain": {"config", "data/", "errors", "registry"},

@@ -7,11 +7,14 @@ G is `training/ltgpa.py`. Everything else the package asks about the method is h
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from pseudovad.config import Config, LTGPAConfig
+from pydantic import Field
+
+from pseudovad.config import Config
 from pseudovad.errors import ConfigError
 from pseudovad.methods.spec import MethodSpec, register_method
+from pseudovad.params_types import Int, Section, Str
 
 JUMPS_PAPER = (2, 3, 4, 5)   # LNTRA's and STEAL's skip-frame jumps
 
@@ -29,6 +32,19 @@ PAPER_AUC = {
     ("skip", "ped2"): (96.50, LNTRA), ("skip", "avenue"): (84.67, LNTRA), ("skip", "shanghaitech"): (75.97, LNTRA),
     ("steal", "ped2"): (98.4, STEAL), ("steal", "avenue"): (87.1, STEAL), ("steal", "shanghaitech"): (73.7, STEAL),
 }
+
+
+class LTGPAConfig(Section):
+    """LTGPA's F and G (paper Tables 3–6)."""
+
+    variant: Literal["video", "image"] = Field("video", description="`video` (3D conv clips) or `image` (2D conv, "
+                                               "one-class images)")
+    width: list[Int] = Field([96, 128, 256, 256], description="F's encoder widths (the decoder mirrors them); "
+                                                              "`data.size` must be divisible by 2^len(width)")
+    g_width: list[Int] = Field([96, 128, 256], description="G's encoder widths")
+    reconstruct: Str = Field("clip", description="`clip`: F reconstructs the clip (the paper) | `motion`: F sees and "
+                             "reconstructs the clip minus its per-pixel temporal mean, which is added back (the static "
+                             "scene is not F's to code; video variant only)")
 
 
 def _image(config: Mapping[str, Any]) -> bool:

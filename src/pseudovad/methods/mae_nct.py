@@ -7,14 +7,32 @@ else the package asks about the method is here.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
-from pseudovad.config import Config, MAEConfig
+from pydantic import Field
+
+from pseudovad.config import Config
 from pseudovad.errors import ConfigError
 from pseudovad.geometry import ClipGeometry
 from pseudovad.methods.spec import MethodSpec, register_method
+from pseudovad.params_types import Float, Int, Section, Str
 
 MAE_NCT = "Huang et al. 2023, Synthetic pseudo anomalies ... based on masked autoencoder (MAE-NCT)"
+
+
+class MAEConfig(Section):
+    """MAE-NCT's ViT encoder + one-layer linear decoder."""
+
+    patch_size: Int = Field(16, description="ViT patch side in pixels; divides `data.size`")
+    embed_dim: Int = Field(768, description="ViT width; divisible by `heads`")
+    depth: Int = Field(12, description="transformer blocks")
+    heads: Int = Field(12, description="attention heads")
+    mlp_ratio: Float = Field(4.0, description="MLP hidden width / `embed_dim`")
+    in_frames: Int = Field(4, description="past frames stacked as input; the next one is predicted and scored")
+    pretrained: Optional[Str] = Field(None, description="local timm / SimMIM ViT state_dict loaded by `train` "
+                                                        "(never downloaded)")
+    predict: Str = Field("frame", description="`frame`: decode the next frame (the paper) | `change`: decode its "
+                         "change from the last input frame, which is added back (an output parametrisation)")
 
 
 def _check(cond: bool, key: str, msg: str) -> None:

@@ -18,7 +18,6 @@ This module does not import Ray; `to_ray` does, lazily.
 """
 from __future__ import annotations
 
-import dataclasses
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -60,16 +59,18 @@ def field_type(key: str) -> Any:
     cls: Any = Config
     parts = key.split(".")
     for i, part in enumerate(parts):
-        if not dataclasses.is_dataclass(cls):
+        if not config_mod.is_section(cls):
             raise ConfigError(f"tune.space.{key}: {'.'.join(parts[:i])} is not a section of the params")
-        hints = typing.get_type_hints(cls)
+        hints = config_mod.key_types(cls)
         if part not in hints:
             known = ", ".join(sorted(hints))
             raise ConfigError(f"tune.space.{key}: unknown params key (known in "
                               f"{'.'.join(parts[:i]) or 'the top level'}: {known})")
         cls = hints[part]
-    if dataclasses.is_dataclass(cls):
+    if config_mod.is_section(cls):
         raise ConfigError(f"tune.space.{key}: is a section, not a single params key")
+    if typing.get_origin(cls) is typing.Literal:       # a key with choices: the type of its values
+        return type(typing.get_args(cls)[0])
     return cls
 
 
