@@ -208,7 +208,9 @@ def evaluate_loop(tmp: Path, tries: int, seed: int) -> tuple[Report, Callable[[b
     from pseudovad.models.model_file import model_meta, save_model
 
     out = tmp / "eval"
-    cfg = tiny_store(tmp, evaluate={"out": str(out), "top_k": 0})
+    # no bootstrap intervals (1000 resamples × each AUC), no top-k frames: the loop is about the
+    # commit, whose steps (plots/ included) are the same without them
+    cfg = tiny_store(tmp, evaluate={"out": str(out), "top_k": 0, "bootstrap": 0})
     targets = []
     for name, s in (("A", 0), ("B", 1)):
         torch.manual_seed(s)

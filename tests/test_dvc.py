@@ -18,7 +18,8 @@ BIN = Path(sys.executable).parent
 TINY = ["synthetic.train_videos=2", "synthetic.test_videos=2", "synthetic.frames=40", "synthetic.height=48",
         "synthetic.width=64", "synthetic.walkers=2", "data.size=[32,32]", "data.clip_len=8", "data.scored_index=4",
         "model.ltgpa.width=[4,6,8,8]", "model.ltgpa.g_width=[4,6,8]", "train.epochs=2",
-        "train.max_clips_per_epoch=4", "train.batch_size=2", "evaluate.top_k=0", "tracking.enabled=false"]
+        "train.max_clips_per_epoch=4", "train.batch_size=2", "evaluate.top_k=0", "evaluate.bootstrap=0",
+        "tracking.enabled=false"]
 
 
 def test_params_yaml_survives_dvc_exp_run_set(tmp_path):

@@ -23,6 +23,7 @@ def test_evaluate_killed_anywhere_leaves_old_or_new_outputs_and_the_next_run_suc
     print(report.row())
     assert not [t for t in report.tries if t.state.startswith("MIX")], report.tries
     assert report.killed >= faults.EVALUATE_COMMIT_STEPS
+    assert all(t.exitcode == -9 for t in report.tries if t.kill.startswith("commit:")), report.tries  # every step hit
     assert report.replayed >= 1          # kills mid-rename happened, and a reader saw them completed
     assert any(t.state != t.before for t in report.tries if t.exitcode == -9)   # killed after the commit point
     _next_run_succeeds(tmp_path, "evaluate", state_of, targets)
@@ -34,6 +35,7 @@ def test_train_killed_anywhere_leaves_a_model_and_its_metrics_of_one_run(tmp_pat
     print(report.row())
     assert not [t for t in report.tries if t.state.startswith("MIX")], report.tries
     assert report.killed >= faults.TRAIN_COMMIT_STEPS and report.replayed >= 1
+    assert all(t.exitcode == -9 for t in report.tries if t.kill.startswith("commit:")), report.tries
     name = _next_run_succeeds(tmp_path, "train", state_of, targets)
     meta = read_model_file(out / "model.pt")["meta"]
     assert meta["steps"] == json.loads((out / "metrics.json").read_text())["steps"] == int(name[0])

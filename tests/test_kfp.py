@@ -680,7 +680,8 @@ TINY_PARAMS = {
     "model": {"ltgpa": {"width": [4, 6, 8, 8], "g_width": [4, 6, 8]}},
     # the last 10 of each video's 40 frames held out: the retraining run's store has no labels
     "train": {"batch_size": 4, "lr": 1e-3, "holdout_fraction": 0.25},
-    "evaluate": {"top_k": 1},
+    # no bootstrap intervals: nothing here reads them (tests/test_evaluate.py checks them)
+    "evaluate": {"top_k": 1, "bootstrap": 0},
     # tiny models never beat frame differencing on tiny footage: the floor rule would refuse every version
     "registry": {"beat_floor": False},
     # a 2-trial search, one epoch each, tuned on test video 01 (02 held out), trials on CPU

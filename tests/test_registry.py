@@ -112,7 +112,7 @@ def world(tmp_path_factory, mlflow_server):  # noqa: F811
         return tiny_cfg(root, **SMALL,
                         train={"out": str(root / tag / "train"), "epochs": 2, "batch_size": 2, "lr": 2e-3,
                                "val_fraction": 0.25, **train_kw},
-                        evaluate={"out": str(root / tag / "evaluate"), "top_k": 1},
+                        evaluate={"out": str(root / tag / "evaluate"), "top_k": 1, "bootstrap": 0},
                         tracking={"enabled": tracked, "uri": mlflow_server},
                         # tiny models never beat frame differencing on tiny footage: the floor rule
                         # (test_below_floor_…) is off where these tests exercise the champion rules
