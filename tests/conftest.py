@@ -21,6 +21,9 @@ _UNWATCHED = {".git", ".venv", ".pytest_cache", "__pycache__", ".mypy_cache", ".
 TINY = {
     "synthetic": {"train_videos": 2, "test_videos": 2, "frames": 40, "height": 48, "width": 64, "walkers": 2},
     "data": {"size": [32, 32], "clip_len": 8, "scored_index": 4, "clip_stride": 2},
+    # no bootstrap intervals (1000 resamples × each AUC, seconds per evaluate): tests/test_evaluate.py
+    # asks for them where it checks them
+    "evaluate": {"bootstrap": 0},
     # MLflow off unless a test turns it on (tests/test_registry.py): no mlflow.db in the working
     # folder, no model export in every train test
     "tracking": {"enabled": False},
