@@ -68,12 +68,17 @@ def test_a_registered_method_is_in_the_config_the_reference_kubeflow_and_tune(ti
     from pseudovad import kubeflow
     from pseudovad.tune import space as search_space
 
-    cfg = config_mod.from_dict({"model": {"method": tiny_method}})
-    assert cfg.model.method == tiny_method and config_mod.lr_schedule(cfg) == "constant"
-    method_key = next(k for k in config_mod.documented_keys() if k.key == "model.method")
-    assert tiny_method in method_key.choices and set(BUILTIN) <= set(method_key.choices)
-    assert kubeflow.from_layers("", {"model.method": tiny_method}).model.method == tiny_method
-    assert list(search_space.parse_space(cfg)) == ["train.lr"]
+    cfg = config_mod.from_dict({"model": {"method": tiny_method, "tinyae": {"width": 2}}})
+    assert cfg.model.method == tiny_method and cfg.model.tinyae.width == 2
+    assert config_mod.lr_schedule(cfg) == "constant"
+    with pytest.raises(ConfigError, match=r"^model\.tinyae\.width: must be ≥ 1, got 0$"):
+        config_mod.from_dict({"model": {"method": tiny_method, "tinyae": {"width": 0}}})
+    docs = {k.key: k for k in config_mod.documented_keys()}
+    assert tiny_method in docs["model.method"].choices and set(BUILTIN) <= set(docs["model.method"].choices)
+    assert docs["model.tinyae"].type == "section" and docs["model.tinyae.width"].description == "hidden channels of the autoencoder"
+    step = kubeflow.from_layers("", {"model.method": tiny_method}, ["model.tinyae.width=8"])
+    assert step.model.method == tiny_method and step.model.tinyae.width == 8
+    assert list(search_space.parse_space(cfg)) == ["model.tinyae.width", "train.lr"]
 
 
 def test_a_registered_method_trains_evaluates_scores_and_reports(tmp_path, tiny_method):
@@ -88,7 +93,7 @@ def test_a_registered_method_trains_evaluates_scores_and_reports(tmp_path, tiny_
     res = train.run(cfg, progress=False)
     assert res["method"] == tiny_method and res["steps"] == 3
     net, meta = load_model(tmp_path / "train" / "model.pt")
-    assert type(net).__name__ == "TinyAE" and meta["method"] == tiny_method
+    assert type(net).__name__ == "TinyAE" and net.enc.out_channels == 4 and meta["method"] == tiny_method
     assert (meta["clip_len"], meta["scored_index"]) == (cfg.data.clip_len, cfg.data.scored_index)
 
     metrics = evaluate.run(cfg)

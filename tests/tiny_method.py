@@ -13,10 +13,19 @@ import torch
 import torch.nn.functional as Fn
 from torch import nn
 
+from pydantic import Field
+
 from pseudovad.methods.spec import MethodSpec, register_method
+from pseudovad.params_types import Int, Section
 from pseudovad.training.method import Method
 
 NAME = "tinyae"
+
+
+class TinyAESettings(Section):
+    """The tiny autoencoder's network (tests only)."""
+
+    width: Int = Field(4, ge=1, description="hidden channels of the autoencoder")
 
 
 class TinyAE(nn.Module):
@@ -58,13 +67,16 @@ class TinyAEMethod(Method):
 class TinyAESpec(MethodSpec):
     name = NAME
     title = "Tiny AE (tests only)"
+    section = "tinyae"
+    settings = TinyAESettings
     paper_auc = {("baseline", "synthetic"): (50.0, "a made-up figure for the test")}
 
     def build_model(self, cfg) -> nn.Module:
-        return TinyAE(cfg.data.channels, 4)
+        return TinyAE(cfg.data.channels, cfg.model.tinyae.width)
 
     def trainer(self) -> type:
         return TinyAEMethod
 
     def default_space(self, cfg):
-        return {"train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}
+        return {"model.tinyae.width": {"type": "choice", "values": [2, 4, 8]},
+                "train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}
