@@ -215,7 +215,7 @@ def test_two_registers_of_one_file_at_once_make_one_version(tmp_path):
 
 def test_a_register_racing_another_on_a_server_keeps_the_first_version(tmp_path, monkeypatch):
     """On a server there is no lock: a version the other register created meanwhile wins, ours goes."""
-    from pseudovad import registry
+    from pseudovad.registry import promote as registry
 
     cfg, _ = _registered(tmp_path)
     monkeypatch.setattr(registry, "_store_folder", lambda uri: None, raising=False)   # as on a server

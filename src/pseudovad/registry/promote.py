@@ -1,22 +1,10 @@
-"""The MLflow model registry: the champion, what a version was trained on, registering a candidate
-through the promotion gate, and model files behind MLflow URIs.
-
-Everything that reads or moves a registered model lives here, so the CLI, a retraining round and a
-Kubeflow step ask the same questions the same way: `champion` (the version `score` and warm starts
-use), `trained_on` (was this training split already learned?), `register` (a new or reused version,
-`challenger`, and `champion` if `pseudovad.gate` says so), and `resolve` / `fetch_model_file`
-(`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/…` → a local model.pt). `models/` only ever
-loads local files; run logging is `pseudovad.tracking`.
-"""
+"""Registering a candidate: a new or reused model version, its tags and description, and the
+promotion gate's MLflow side (`challenger`, and `champion` when `pseudovad.gate` says so)."""
 from __future__ import annotations
 
 import contextlib
-import getpass
-import hashlib
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,86 +13,13 @@ from urllib.parse import urlsplit
 
 from pseudovad import results, tracking
 from pseudovad.config import Config
-from pseudovad.errors import DataError, TrackingError
+from pseudovad.errors import DataError
 from pseudovad.files import exclusive_lock, settle, sha256_file
 from pseudovad.gate import Entry, LabelFree, decide, decide_label_free
 from pseudovad.methods.spec import get_method, method_names
 from pseudovad.models import model_file
+from pseudovad.registry.versions import CHALLENGER, CHAMPION, LABEL_FREE_KEYS, METRIC_KEYS, TAG_KEYS, current_user, does_not_exist
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-METRIC_KEYS = ("auc_micro", "auc_macro", "auc_raw", "eer", "auc_floor")
-# label-free evidence (evaluate's check on held-out normal footage) and the operating point's numbers
-LABEL_FREE_KEYS = ("holdout_flagged_share", "holdout_false_alarms_per_hour", "synthetic_auc")
-OPERATING_KEYS = ("event_recall", "false_alarms_per_hour")
-TAG_KEYS = (*METRIC_KEYS, *OPERATING_KEYS, *LABEL_FREE_KEYS)
-MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
-
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
-_RUN_URI = re.compile(r"^runs:/(?P<run>[0-9a-zA-Z]+)/(?P<path>.+)$")
-
-
-def does_not_exist(e: BaseException) -> bool:
-    """An MLflow error saying the registered model, version or artifact asked for is not there."""
-    return tracking.has_error_code(e, "RESOURCE_DOES_NOT_EXIST") or "not found" in str(e).lower()
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return os.environ.get("USER") or "unknown"
-
-
-def champion_uri(cfg: Config) -> str:
-    """`models:/NAME@champion` of the configured model (what `score` uses by default)."""
-    return f"models:/{cfg.registered_model_name}@{CHAMPION}"
-
-
-# ----------------------------------------------------------------------------------------------
-# Questions about what is registered
-
-@dataclass(frozen=True)
-class Version:
-    """A registered version: its number, the training split it was trained on, its pinned URI."""
-
-    version: str
-    train_fingerprint: str
-    uri: str
-
-
-def champion(cfg: Config) -> Version | None:
-    """The registered champion, or None when there is none yet."""
-    name = cfg.registered_model_name
-    uri = tracking.configure(cfg)
-    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
-        from mlflow.exceptions import MlflowException
-
-        c = tracking.client()
-        try:
-            rm = c.get_registered_model(name)
-        except MlflowException as e:
-            if does_not_exist(e):
-                return None
-            raise
-        version = (rm.aliases or {}).get(CHAMPION)
-        if version is None:
-            return None
-        mv = c.get_model_version(name, str(version))
-        return Version(str(version), mv.tags.get("train_fingerprint", ""), f"models:/{name}/{version}")
-
-
-def trained_on(cfg: Config, fingerprint: str) -> str | None:
-    """The newest version of the configured model trained on exactly the training split
-    `fingerprint` (register tags each version with it, promoted or not), or None."""
-    name = cfg.registered_model_name
-    uri = tracking.configure(cfg)
-    with tracking.errors(f"registry {name} at {tracking.redact(uri)}", uri):
-        done = tracking.client().search_model_versions(f"name = '{name}' and tags.train_fingerprint = '{fingerprint}'")
-    return str(max(int(v.version) for v in done)) if done else None
-
-
-# ----------------------------------------------------------------------------------------------
-# Registering a candidate: the gate's MLflow side
 
 @dataclass(frozen=True)
 class Candidate:
@@ -526,159 +441,3 @@ def _artifact_paths(c, run_id: str) -> list[str]:
     return [a.path for a in top if not a.is_dir] + [a.path for a in c.list_artifacts(run_id, "plots")]
 
 
-# ----------------------------------------------------------------------------------------------
-# Model files behind MLflow URIs
-
-def bad_uri(uri: str) -> TrackingError:
-    return TrackingError(f"{uri}: not a valid model URI (expected models:/NAME@ALIAS, models:/NAME/VERSION, "
-                         "runs:/RUN_ID/PATH or a model.pt path)")
-
-
-def resolve_version(name: str, alias: str | None = None, version: str | None = None) -> str:
-    """The version number an alias points to (or the given version), with errors naming what is missing."""
-    from mlflow.exceptions import MlflowException
-
-    c = tracking.client()
-    uri = tracking.tracking_uri()
-    try:
-        rm = c.get_registered_model(name)
-    except MlflowException as e:
-        if does_not_exist(e):
-            raise TrackingError(f"models:/{name}: no registered model {name!r} in {tracking.redact(uri)}") from None
-        raise
-    if alias is not None:
-        aliases = dict(rm.aliases or {})
-        if alias not in aliases:
-            known = ", ".join(sorted(aliases)) or "none"
-            raise TrackingError(f"models:/{name}@{alias}: registered model {name!r} has no alias {alias!r} "
-                                f"(aliases: {known})")
-        return str(aliases[alias])
-    try:
-        c.get_model_version(name, str(version))
-    except MlflowException as e:
-        if does_not_exist(e):
-            raise TrackingError(f"models:/{name}/{version}: registered model {name!r} has no version {version}") from None
-        raise
-    return str(version)
-
-
-def _download(artifact_uri: str, key: str) -> Path:
-    """Download one file into a per-model cache folder, replacing any older copy atomically."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    root = Path(os.environ.get("PSEUDOVAD_MODEL_CACHE") or Path(tempfile.gettempdir()) / f"pseudovad-models-{os.getuid()}")
-    dest = root / hashlib.sha256(key.encode()).hexdigest()[:16] / tracking.MODEL_FILE
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:
-        try:
-            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp,
-                                                           tracking_uri=tracking.tracking_uri()))
-        except MlflowException as e:
-            if not does_not_exist(e):
-                raise
-            raise TrackingError(f"{artifact_uri}: no such artifact (not a model logged by pseudovad?)") from None
-        if got.is_dir():
-            raise DataError(f"{artifact_uri}: is a folder, not a model file")
-        os.replace(got, dest)
-    return dest
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model reference pinned down: the local file and, for MLflow URIs, what the reference
-    pointed to when it was read (an alias moves; the version it resolved to does not)."""
-
-    ref: str                       # what the user passed
-    path: Path                     # the local model.pt
-    name: str | None = None        # registered model name (models:/NAME…)
-    version: str | None = None     # the registered version the reference resolved to
-    alias: str | None = None       # the alias that was resolved, if any
-    run_id: str | None = None      # the MLflow run that logged the model
-    uri: str | None = None         # the pinned URI: models:/NAME/VERSION, runs:/…, models:/<model_id>
-
-
-def fetch_model_file(uri: str) -> Path:
-    """A local copy of the pseudovad model.pt behind an MLflow URI.
-
-    models:/NAME@ALIAS and models:/NAME/VERSION (registry), models:/<model_id> (a logged model),
-    runs:/RUN_ID/<logged model name> or runs:/RUN_ID/<path>.pt (an artifact), mlflow-artifacts:/….pt.
-    The tracking URI is MLFLOW_TRACKING_URI, else the one the running stage configured.
-    """
-    return fetch_model(uri).path
-
-
-def missing_local_store(uri: str) -> Path | None:
-    """The SQLite file a tracking URI names, when it does not exist: reading a model from it would
-    only create an empty store (an mlflow.db in whatever folder the command ran in)."""
-    if urlsplit(uri).scheme.split("+")[0] != "sqlite" or ":///" not in uri:
-        return None
-    path = uri.split(":///", 1)[1]
-    return Path(path) if path and path != ":memory:" and not Path(path).exists() else None
-
-
-def fetch_model(uri: str) -> ResolvedModel:
-    """`fetch_model_file`, with what the URI resolved to: an alias is resolved once, and that
-    version is the one downloaded and reported."""
-    uri = str(uri).strip()
-    missing = missing_local_store(tracking.tracking_uri())
-    if missing is not None:
-        raise TrackingError(f"{uri}: nothing is registered here: no MLflow store {missing} "
-                            f"(tracking.uri {tracking.tracking_uri()})")
-    tracking_uri = tracking.configure(uri=tracking.tracking_uri())
-    model = tracking.MODEL_FILE
-    with tracking.errors(f"{uri} (tracking {tracking.redact(tracking_uri)})"):
-        if uri.startswith("models:/"):
-            m = _MODEL_URI.match(uri)
-            if not m:
-                raise bad_uri(uri)
-            name, alias, version = m["name"], m["alias"], m["version"]
-            if alias is None and version is None:
-                if not name.startswith("m-"):
-                    raise bad_uri(uri)
-                logged = tracking.client().get_logged_model(name)
-                path = _download(f"{logged.artifact_location}/extra_files/{model}", f"{tracking_uri}|{uri}")
-                return ResolvedModel(uri, path, run_id=logged.source_run_id, uri=uri)
-            v = resolve_version(name, alias, version)
-            run_id = tracking.client().get_model_version(name, v).run_id
-            path = _download(f"models:/{name}/{v}/extra_files/{model}", f"{tracking_uri}|{name}|{v}")
-            return ResolvedModel(uri, path, name, v, alias, run_id or None, f"models:/{name}/{v}")
-        if uri.startswith("runs:/"):
-            m = _RUN_URI.match(uri)
-            if not m:
-                raise bad_uri(uri)
-            target = uri if m["path"].endswith(".pt") else f"{uri.rstrip('/')}/extra_files/{model}"
-            return ResolvedModel(uri, _download(target, f"{tracking_uri}|{uri}"), run_id=m["run"], uri=uri)
-        if uri.startswith("mlflow-artifacts:/") and uri.endswith(".pt"):
-            return ResolvedModel(uri, _download(uri, f"{tracking_uri}|{uri}"), uri=uri)
-        raise bad_uri(uri)
-
-
-def resolve_model(model_ref: str | Path, cfg: Config | None = None) -> ResolvedModel:
-    """`resolve`, keeping what an MLflow URI resolved to (name, version, run id) for provenance."""
-    ref = str(model_ref)
-    if ref.startswith(MLFLOW_SCHEMES):
-        if cfg is not None:
-            tracking.configure(cfg)
-        return fetch_model(ref)
-    return ResolvedModel(ref, resolve(ref, cfg))
-
-
-def resolve(model_ref: str | Path, cfg: Config | None = None) -> Path:
-    """A local model.pt for a path, `file://…`, or an MLflow URI (downloaded from the tracking
-    server `cfg` names, or MLFLOW_TRACKING_URI / the one configured last)."""
-    ref = str(model_ref)
-    if ref.startswith(MLFLOW_SCHEMES):
-        if cfg is not None:
-            tracking.configure(cfg)
-        return fetch_model_file(ref)
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/", ref)
-    if scheme and scheme.group(1).lower() != "file":
-        raise DataError(f"{ref}: unsupported model URI scheme {scheme.group(1)!r} "
-                        "(use a local path, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH)")
-    return Path(ref[len("file://"):] if ref.startswith("file://") else ref)
-
-
-def load_model(model_ref: str | Path, device="cpu", cfg: Config | None = None):
-    """(model, meta) of a model.pt path or MLflow URI: `resolve`, then `models.model_file.load_model`."""
-    return model_file.load_model(resolve(model_ref, cfg), device)
