@@ -6,7 +6,7 @@ and everything of the package those import, transitively, read with `ast` (nothi
 import inside a function counts, so does a module path written as a string (what `importlib` and
 Ray load by name), a name `evaluation/__init__` exports lazily (`_EXPORTS`), and the `__init__.py`
 of every package on the way. A module that scans its package (`pkgutil.iter_modules`: the method
-registry, `methods/spec.py`) loads every module beside it; of those, the walk follows what they
+registry, `method_spec.py`) loads every module beside it; of those, the walk follows what they
 import at the top (a method's spec), not what their functions import lazily (its network and
 update rule, which the stages that run a model reach on their own paths).
 A `deps` entry covers a file when it is that file or a folder holding it.
@@ -61,8 +61,7 @@ def imports_of(mod: str, files: dict[str, Path], top_level: bool = False) -> set
              for n in ast.walk(top)] if top_level else list(ast.walk(tree))
     for node in nodes:
         if isinstance(node, ast.Attribute) and node.attr == "iter_modules":     # a plugin scan
-            here = mod.rsplit(".", 1)[0]
-            out |= {m for m in files if m.rsplit(".", 1)[0] == here and m != mod and not m.endswith("__init__")}
+            out |= scanned_modules(tree, files)
         if isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.split(".")[0] == PACKAGE:
@@ -90,6 +89,12 @@ def imports_of(mod: str, files: dict[str, Path], top_level: bool = False) -> set
     return out
 
 
+def scanned_modules(tree: ast.Module, files: dict[str, Path]) -> set[str]:
+    """The modules of the packages a scanning module names as strings (`"pseudovad.methods"`)."""
+    packages = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in files}
+    return {m for m in files if m.rsplit(".", 1)[0] in packages}
+
+
 def closure(start: list[str], files: dict[str, Path]) -> set[Path]:
     """The files of every module reachable from `start`, with each package's `__init__.py`."""
     seen: set[str] = set()
@@ -103,9 +108,9 @@ def closure(start: list[str], files: dict[str, Path]) -> set[Path]:
         parts = mod.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]     # the packages on the way
         found = imports_of(mod, files, top_level=mod in scanned)
-        if any(isinstance(n, ast.Attribute) and n.attr == "iter_modules"
-               for n in ast.walk(ast.parse(files[mod].read_text()))):
-            scanned |= {m for m in found if m.rsplit(".", 1)[0] == mod.rsplit(".", 1)[0]} - seen
+        tree = ast.parse(files[mod].read_text())
+        if any(isinstance(n, ast.Attribute) and n.attr == "iter_modules" for n in ast.walk(tree)):
+            scanned |= scanned_modules(tree, files) - seen
         todo += sorted(found - seen)
     return {files[m] for m in seen}
 

@@ -14,7 +14,7 @@ import pytest
 
 from pseudovad import config as config_mod
 from pseudovad.errors import ConfigError
-from pseudovad.methods.spec import MethodSpec, get_method, method_names, register_method, unregister_method
+from pseudovad.method_spec import MethodSpec, get_method, method_names, register_method, unregister_method
 
 from tests.conftest import tiny_cfg
 
@@ -43,7 +43,8 @@ def test_no_code_outside_a_methods_own_modules_names_a_method():
     found = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        if rel.startswith("methods/") or rel in {f"training/{m}.py" for m in BUILTIN}:
+        # method_spec.py names the default method (`model.method` when params name none), nothing else
+        if rel.startswith("methods/") or rel in {"method_spec.py", *(f"training/{m}.py" for m in BUILTIN)}:
             continue
         for node in ast.walk(ast.parse(path.read_text(), rel)):
             if isinstance(node, ast.Constant) and node.value in BUILTIN:

@@ -15,7 +15,7 @@ from torch import nn
 
 from pydantic import Field
 
-from pseudovad.methods.spec import MethodSpec, register_method
+from pseudovad.method_spec import MethodSpec, register_method
 from pseudovad.params_types import Int, Section
 from pseudovad.training.method import Method
 

@@ -21,8 +21,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from pseudovad.errors import ConfigError
-from pseudovad.methods.spec import DEFAULT as DEFAULT_METHOD
-from pseudovad.methods.spec import get_method, method_names, methods
+from pseudovad.method_spec import DEFAULT as DEFAULT_METHOD
+from pseudovad.method_spec import get_method, method_names, methods
 from pseudovad.params_types import (Float, Int, KeyDoc, Section, Str, documented, is_section,  # noqa: F401
                                     one_line, rule)
 from pseudovad.params_types import key_types as _key_types

@@ -58,7 +58,7 @@ class ClipGeometry:
         """The configured method's geometry (its spec's: LTGPA reconstructs `data.clip_len` frames
         and scores frame `data.scored_index`; MAE-NCT reads `model.mae.in_frames` frames and scores
         the next)."""
-        from pseudovad.methods.spec import get_method
+        from pseudovad.method_spec import get_method
 
         return cls(*get_method(cfg.model.method).geometry(cfg), cfg.data.frame_step)
 

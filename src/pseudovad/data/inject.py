@@ -28,7 +28,7 @@ import numpy as np
 
 from pseudovad.config import INJECT_KINDS
 from pseudovad.errors import ConfigError, DataError
-from pseudovad.methods.spec import get_method, method_names
+from pseudovad.method_spec import get_method, method_names
 
 KINDS = INJECT_KINDS
 SIZE = 0.25            # region height, as a share of the frame height (a person in UCSD's view)

@@ -36,7 +36,7 @@ from pseudovad.errors import DataError
 from pseudovad.evaluation.alarms import Tally, alarm_segments
 from pseudovad.evaluation.streaming import Detector
 from pseudovad.geometry import ClipGeometry
-from pseudovad.methods.spec import method_of
+from pseudovad.method_spec import method_of
 
 INJECTION_VERSION = 1     # in the fingerprint: a change to how anomalies are drawn changes the set
 # provenance.json's keys (texts) among the results `evaluate` returns

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from pseudovad import results
 from pseudovad.errors import DataError
-from pseudovad.methods.spec import method_of, methods
+from pseudovad.method_spec import method_of, methods
 
 DATASET_ALIASES = {"ucsdped2": "ped2", "cuhkavenue": "avenue", "shanghai": "shanghaitech", "sht": "shanghaitech"}
 

@@ -42,7 +42,7 @@ from pseudovad.device import Precision, resolve_amp, resolve_memory_format, torc
 from pseudovad.errors import DataError
 from pseudovad.evaluation.psnr import frame_psnr, to_unit
 from pseudovad.geometry import ClipGeometry
-from pseudovad.methods.spec import get_method
+from pseudovad.method_spec import get_method
 from pseudovad.models.inference import inference_copy
 from pseudovad.models.model_file import load_model
 

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError
-from pseudovad.methods.spec import MethodSpec, register_method
+from pseudovad.method_spec import MethodSpec, register_method
 from pseudovad.params_types import Int, Section, Str
 
 JUMPS_PAPER = (2, 3, 4, 5)   # LNTRA's and STEAL's skip-frame jumps

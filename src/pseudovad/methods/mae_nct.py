@@ -14,7 +14,7 @@ from pydantic import Field
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError
 from pseudovad.geometry import ClipGeometry
-from pseudovad.methods.spec import MethodSpec, register_method
+from pseudovad.method_spec import MethodSpec, register_method
 from pseudovad.params_types import Float, Int, Section, Str
 
 MAE_NCT = "Huang et al. 2023, Synthetic pseudo anomalies ... based on masked autoencoder (MAE-NCT)"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pseudovad.config import Config
-from pseudovad.methods.spec import get_method, method_of
+from pseudovad.method_spec import get_method, method_of
 
 
 def build_model(cfg: Config) -> nn.Module:

@@ -16,7 +16,7 @@ from pseudovad.config import Config
 from pseudovad.errors import DataError
 from pseudovad.files import exclusive_lock, settle, sha256_file
 from pseudovad.gate import Entry, LabelFree, decide, decide_label_free
-from pseudovad.methods.spec import get_method, method_names
+from pseudovad.method_spec import get_method, method_names
 from pseudovad.models import model_file
 from pseudovad.registry.versions import CHALLENGER, CHAMPION, LABEL_FREE_KEYS, METRIC_KEYS, TAG_KEYS, current_user, does_not_exist
 

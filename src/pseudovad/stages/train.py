@@ -16,7 +16,7 @@ from pseudovad import config as config_mod
 from pseudovad import results, tracking
 from pseudovad.config import Config
 from pseudovad.files import claim
-from pseudovad.methods.spec import get_method
+from pseudovad.method_spec import get_method
 from pseudovad.training.fit import fit_detector
 from pseudovad.training.loop import HISTORY, Callback
 from pseudovad.training.method import Method

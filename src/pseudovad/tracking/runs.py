@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from pseudovad import build, results
 from pseudovad.errors import TrackingError
-from pseudovad.methods.spec import get_method
+from pseudovad.method_spec import get_method
 from pseudovad.tracking.store import _describe, _is_local, client, configure, errors, has_error_code, redact, tracking_uri
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from pseudovad.evaluation.streaming import Detector
 from pseudovad import results
 from pseudovad.files import claim, sha256_file, staged_outputs
 from pseudovad.geometry import ClipGeometry
-from pseudovad.methods.spec import get_method
+from pseudovad.method_spec import get_method
 from pseudovad.models import value_range
 from pseudovad.models.model_file import load_model, model_meta, read_model_file, save_model
 from pseudovad.training import checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pseudovad.config import Config
-from pseudovad.methods.spec import get_method
+from pseudovad.method_spec import get_method
 from pseudovad.training.method import Method
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from pseudovad import config as config_mod
 from pseudovad.config import Config
 from pseudovad.errors import ConfigError
-from pseudovad.methods.spec import get_method
+from pseudovad.method_spec import get_method
 
 TYPES = ("loguniform", "uniform", "randint", "choice", "grid")
 # set by the search itself for every trial, or not a hyper-parameter of training at all

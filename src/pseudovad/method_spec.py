@@ -4,7 +4,7 @@
 The registry is at the bottom of the package so that every layer can ask it (the config for a
 method's checks, `geometry` for its clip, `models` for its network, the scoring engine for its
 prediction, the report for its rows) without importing the layers above. It finds the built-in
-methods by importing the modules of `pseudovad.methods` on the first lookup; a plugin or a test
+methods by importing the modules of `pseudovad.methods` (`BUILTINS`) on the first lookup; a plugin or a test
 registers its own with `register_method`. A spec module imports nothing heavy at the top (the
 config is validated before torch is loaded); what needs torch is imported inside its functions.
 """
@@ -20,6 +20,8 @@ from pseudovad.errors import ConfigError
 # Annotations only (never imported here: the config and the geometry ask this registry).
 Config = ClipGeometry = Any
 
+# the package whose modules are the built-in methods, each registering its spec on import
+BUILTINS = "pseudovad.methods"
 # model.method when params name none; model files from before the key were trained with it
 DEFAULT = "ltgpa"
 
@@ -132,10 +134,9 @@ def _load_builtins() -> None:
     if _LOADED:
         return
     _LOADED = True
-    folder = Path(__file__).parent
-    for info in pkgutil.iter_modules([str(folder)]):
-        if info.name not in ("spec",) and not info.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{info.name}")
+    for info in pkgutil.iter_modules([str(Path(__file__).parent / "methods")]):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{BUILTINS}.{info.name}")
 
 
 def method_names() -> tuple[str, ...]:
