@@ -1,12 +1,11 @@
-"""The detector network of a Config and what its method says about it: built, kind, value range,
-scored prediction. Each method's spec (`pseudovad.methods`) decides; this module asks it, so no
-stage imports a model class or knows a method.
+"""The detector network of a Config and what its method says about it: built, kind, value range.
+Each method's spec (`pseudovad.methods`) decides; this module asks it, so no stage imports a model
+class or knows a method.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-import torch
 from torch import nn
 
 from pseudovad.config import Config
@@ -30,9 +29,3 @@ def value_range(config: Config | Mapping[str, Any]) -> str:
     tree = config.to_dict() if isinstance(config, Config) else config
     return method_of(tree).value_range(tree)
 
-
-def scored_prediction(model: nn.Module, clip: torch.Tensor, method: str, scored_index: int
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(prediction, target) of the scored frame, each (B, C, H, W), for a clip (B, C, L, H, W), as
-    the method reads it out of its network (`MethodSpec.scored_prediction`)."""
-    return get_method(method).scored_prediction(model, clip, scored_index)
